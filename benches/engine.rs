@@ -1,0 +1,62 @@
+//! Engine micro-benchmark without Python: `cargo bench --bench engine -- N D SAMPLES`.
+//! Prints prep time, per-sample time and how many rows the searches visit.
+
+use std::time::Instant;
+use zcore_fast::columns::{Pool, Source};
+use zcore_fast::npy::Dtype;
+use zcore_fast::rng::Stream;
+use zcore_fast::zcore::{self, Params};
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let (n, d, samples) = (
+        *args.first().unwrap_or(&50_000),
+        *args.get(1).unwrap_or(&1280),
+        *args.get(2).unwrap_or(&20_000),
+    );
+    let mut rng = Stream::new(1, 7, 0);
+    let centres: Vec<f32> = (0..20 * d)
+        .map(|_| (rng.unit_open() * 4.0 - 2.0) as f32)
+        .collect();
+    let mut bytes = Vec::with_capacity(n * d * 4);
+    for i in 0..n {
+        let c = (i * 7919) % 20;
+        for j in 0..d {
+            let noise = (rng.unit_open() + rng.unit_open() + rng.unit_open() - 1.5) as f32;
+            bytes.extend_from_slice(&(centres[c * d + j] + noise).to_le_bytes());
+        }
+    }
+    let src = Source {
+        bytes: &bytes,
+        dtype: Dtype::F32,
+        rows: n,
+        cols: d,
+        fortran_order: false,
+        name: "synthetic",
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |v| v.get());
+    let tp = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    let pool = tp.install(|| Pool::build(&[src])).unwrap();
+    let prep = t.elapsed().as_secs_f64();
+    for th in [1, threads] {
+        let p = Params {
+            n_sample: samples as u64,
+            threads: th,
+            ..Params::default()
+        };
+        let t = Instant::now();
+        zcore::score(&pool, &p, &mut zcore::no_progress).unwrap();
+        let el = t.elapsed().as_secs_f64();
+        println!(
+            "N={n} D={d} samples={samples} threads={th}: prep {prep:.2} s, scoring {el:.2} s = {:.1} us/sample",
+            el / samples as f64 * 1e6
+        );
+    }
+}

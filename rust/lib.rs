@@ -1,0 +1,16 @@
+//! zcore-fast: zero-shot coreset selection (ZCore, arXiv 2411.15349) over
+//! memory-mapped embeddings. Pure Rust; the Python bindings live in `py.rs`
+//! behind the `python` feature.
+
+pub mod columns;
+pub mod error;
+pub mod kernels;
+pub mod npy;
+pub mod rng;
+pub mod search;
+pub mod zcore;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use error::{CoreError, Result};

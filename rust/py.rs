@@ -1,0 +1,271 @@
+//! Python bindings: conversion only. Every O(N) call runs with the GIL
+//! released; errors become the Python exception that means the same thing.
+
+use crate::columns::{DimStats, Pool, Source};
+use crate::error::CoreError;
+use crate::npy::{Dtype, NpyFile};
+use crate::zcore::{self, Params};
+use half::f16;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+use std::path::PathBuf;
+
+type F64Array<'py> = Bound<'py, PyArray1<f64>>;
+type Draws<'py> = (Bound<'py, PyArray2<u32>>, Bound<'py, PyArray2<f32>>);
+type Trace<'py> = (u32, Bound<'py, PyArray1<u32>>, F64Array<'py>);
+
+pyo3::create_exception!(
+    _native,
+    ZCoreError,
+    PyException,
+    "A zcore-fast failure that is not a bad argument or a missing file."
+);
+
+fn to_py(e: CoreError) -> PyErr {
+    match e {
+        CoreError::NotFound(m) => PyFileNotFoundError::new_err(m),
+        CoreError::InvalidType(m) => PyTypeError::new_err(m),
+        CoreError::InvalidValue(m) => PyValueError::new_err(m),
+        CoreError::Io(m) => PyOSError::new_err(m),
+        CoreError::Cancelled => ZCoreError::new_err("scoring was cancelled"),
+    }
+}
+
+/// An input kept alive (borrowed array or mapped file) while scoring.
+enum Held<'py> {
+    F16(PyReadonlyArray2<'py, f16>),
+    F32(PyReadonlyArray2<'py, f32>),
+    F64(PyReadonlyArray2<'py, f64>),
+    File(NpyFile, String),
+}
+
+fn hold<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Held<'py>> {
+    if obj.is_instance_of::<PyString>() {
+        let path: PathBuf = obj.extract()?;
+        let file = NpyFile::open(&path).map_err(to_py)?;
+        return Ok(Held::File(file, path.display().to_string()));
+    }
+    if let Ok(a) = obj.extract::<PyReadonlyArray2<f32>>() {
+        return Ok(Held::F32(a));
+    }
+    if let Ok(a) = obj.extract::<PyReadonlyArray2<f64>>() {
+        return Ok(Held::F64(a));
+    }
+    if let Ok(a) = obj.extract::<PyReadonlyArray2<f16>>() {
+        return Ok(Held::F16(a));
+    }
+    Err(PyTypeError::new_err(
+        "expected a path or a 2-D float16/float32/float64 NumPy array",
+    ))
+}
+
+fn array_source<'a, T>(
+    a: &'a PyReadonlyArray2<'_, T>,
+    dtype: Dtype,
+    name: &'a str,
+) -> PyResult<Source<'a>>
+where
+    T: numpy::Element,
+{
+    let shape = a.shape();
+    let fortran_order = !a.is_c_contiguous() && a.is_fortran_contiguous();
+    let slice = a.as_slice().map_err(|_| {
+        PyValueError::new_err(format!(
+            "{name} is not contiguous; pass np.ascontiguousarray(arr)"
+        ))
+    })?;
+    // SAFETY: reinterpreting initialised floats as their bytes.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(slice.as_ptr().cast::<u8>(), std::mem::size_of_val(slice))
+    };
+    Ok(Source {
+        bytes,
+        dtype,
+        rows: shape[0],
+        cols: shape[1],
+        fortran_order,
+        name,
+    })
+}
+
+/// Borrows every input, then runs `f` over the sources without the GIL.
+fn with_pool<T: Send>(
+    py: Python<'_>,
+    inputs: &Bound<'_, PyAny>,
+    threads: usize,
+    f: impl FnOnce(&Pool) -> Result<T, CoreError> + Send,
+) -> PyResult<T> {
+    let held: Vec<Held<'_>> = inputs
+        .try_iter()?
+        .map(|o| hold(&o?))
+        .collect::<PyResult<_>>()?;
+    let names: Vec<String> = (0..held.len()).map(|i| format!("array {i}")).collect();
+    let sources = held
+        .iter()
+        .zip(&names)
+        .map(|(h, name)| match h {
+            Held::F16(a) => array_source(a, Dtype::F16, name),
+            Held::F32(a) => array_source(a, Dtype::F32, name),
+            Held::F64(a) => array_source(a, Dtype::F64, name),
+            Held::File(file, path) => Ok(Source {
+                bytes: file.data(),
+                dtype: file.header.dtype,
+                rows: file.rows(),
+                cols: file.cols(),
+                fortran_order: file.header.fortran_order,
+                name: path,
+            }),
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| ZCoreError::new_err(format!("cannot start threads: {e}")))?;
+    py.detach(|| pool.install(|| Pool::build(&sources).and_then(|p| f(&p))))
+        .map_err(to_py)
+}
+
+/// Scores the concatenation of `inputs` (paths or arrays). See `zcore_fast.score`.
+#[pyfunction]
+#[pyo3(signature = (inputs, *, n_sample, sample_dim, redund_nn, redund_exp, rand_init, seed, threads, progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn score<'py>(
+    py: Python<'py>,
+    inputs: &Bound<'py, PyAny>,
+    n_sample: u64,
+    sample_dim: usize,
+    redund_nn: usize,
+    redund_exp: f64,
+    rand_init: bool,
+    seed: u64,
+    threads: usize,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let params = Params {
+        n_sample,
+        sample_dim,
+        redund_nn,
+        redund_exp,
+        rand_init,
+        seed,
+        threads,
+    };
+    let mut raised: Option<PyErr> = None;
+    let result = with_pool(py, inputs, threads, |pool| {
+        let mut report = |done: u64, total: u64| -> Result<(), CoreError> {
+            Python::attach(|py| {
+                py.check_signals()?;
+                if let Some(cb) = &progress {
+                    cb.call1(py, (done, total))?;
+                }
+                Ok::<(), PyErr>(())
+            })
+            .map_err(|e| {
+                raised = Some(e);
+                CoreError::Cancelled
+            })
+        };
+        zcore::score(pool, &params, &mut report)
+    });
+    match (result, raised) {
+        (_, Some(err)) => Err(err),
+        (Ok(scores), None) => Ok(scores.into_pyarray(py)),
+        (Err(e), None) => Err(e),
+    }
+}
+
+/// Per-dimension (min, median, max) of the concatenated inputs, in float64.
+#[pyfunction]
+fn dim_stats<'py>(
+    py: Python<'py>,
+    inputs: &Bound<'py, PyAny>,
+) -> PyResult<(F64Array<'py>, F64Array<'py>, F64Array<'py>)> {
+    let DimStats { lo, md, hi } = with_pool(py, inputs, 1, |pool| Ok(pool.stats.clone()))?;
+    Ok((
+        lo.into_pyarray(py),
+        md.into_pyarray(py),
+        hi.into_pyarray(py),
+    ))
+}
+
+/// The subspaces and sample points of samples `start .. start + count`:
+/// (dims uint32 (count, sample_dim), q float32 (count, sample_dim)).
+#[pyfunction]
+#[pyo3(signature = (inputs, *, seed, start, count, sample_dim))]
+fn sample_draws<'py>(
+    py: Python<'py>,
+    inputs: &Bound<'py, PyAny>,
+    seed: u64,
+    start: u64,
+    count: usize,
+    sample_dim: usize,
+) -> PyResult<Draws<'py>> {
+    let (dims, q) = with_pool(py, inputs, 1, |pool| {
+        Params {
+            sample_dim,
+            ..Params::default()
+        }
+        .validate(pool.n, pool.d)?;
+        let draws: Vec<_> = (0..count as u64)
+            .map(|i| zcore::draw(&pool.stats, seed, start + i, sample_dim))
+            .collect();
+        Ok((
+            draws.iter().map(|d| d.dims.clone()).collect::<Vec<_>>(),
+            draws.iter().map(|d| d.q.clone()).collect::<Vec<_>>(),
+        ))
+    })?;
+    let shape_err = |e: numpy::FromVecError| PyValueError::new_err(e.to_string());
+    if count == 0 {
+        return Err(PyValueError::new_err("count must be at least 1"));
+    }
+    Ok((
+        PyArray2::from_vec2(py, &dims).map_err(shape_err)?,
+        PyArray2::from_vec2(py, &q).map_err(shape_err)?,
+    ))
+}
+
+/// What the engine does for one subspace `dims` and sample point `q`:
+/// (coverage winner, penalised rows, penalties).
+#[pyfunction]
+#[pyo3(signature = (inputs, dims, q, *, redund_nn, redund_exp))]
+fn trace<'py>(
+    py: Python<'py>,
+    inputs: &Bound<'py, PyAny>,
+    dims: Vec<u32>,
+    q: Vec<f32>,
+    redund_nn: usize,
+    redund_exp: f64,
+) -> PyResult<Trace<'py>> {
+    if dims.len() != q.len() || dims.is_empty() {
+        return Err(PyValueError::new_err(
+            "dims and q must be non-empty and of equal length",
+        ));
+    }
+    let effect = with_pool(py, inputs, 1, |pool| {
+        if let Some(&bad) = dims.iter().find(|&&d| d as usize >= pool.d) {
+            return Err(CoreError::InvalidValue(format!(
+                "dimension {bad} out of range 0..{}",
+                pool.d
+            )));
+        }
+        Ok(zcore::trace(pool, &dims, &q, redund_nn.max(1), redund_exp))
+    })?;
+    let (rows, weights): (Vec<u32>, Vec<f64>) = effect.penalties.into_iter().unzip();
+    Ok((
+        effect.winner,
+        rows.into_pyarray(py),
+        weights.into_pyarray(py),
+    ))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(score, m)?)?;
+    m.add_function(wrap_pyfunction!(dim_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(sample_draws, m)?)?;
+    m.add_function(wrap_pyfunction!(trace, m)?)?;
+    m.add("ZCoreError", m.py().get_type::<ZCoreError>())?;
+    Ok(())
+}

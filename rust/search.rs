@@ -1,0 +1,277 @@
+//! Nearest neighbours of a point in an axis-aligned subspace, L1 distance.
+//!
+//! The fast path streams the subspace's columns through vectorised passes
+//! (`kernels.rs`): one pass finds the nearest row; for k neighbours, a fixed
+//! row subsample first gives a distance limit that holds at least k rows
+//! with high probability, one pass collects the rows within it, and a
+//! selection keeps the k nearest. If fewer than k rows fall within the limit
+//! it is widened and the pass repeated, so the result is always exact.
+//! `knn_brute` is the obviously-correct oracle; both order neighbours by
+//! (distance, row), so ties go to the lower row index.
+
+use crate::columns::Pool;
+use crate::kernels::Isa;
+use std::cmp::Ordering;
+
+/// A row and its L1 distance to the query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Neighbour {
+    /// Distance in the subspace, summed in f32 in `dims` order.
+    pub dist: f32,
+    /// Row index.
+    pub row: u32,
+}
+
+impl Neighbour {
+    /// Total order: nearer first, then lower row.
+    #[inline]
+    pub fn cmp_key(&self, other: &Self) -> Ordering {
+        self.dist
+            .total_cmp(&other.dist)
+            .then(self.row.cmp(&other.row))
+    }
+}
+
+/// L1 distance of `row` to `q` over `dims`, summed in `dims` order.
+#[inline]
+pub fn distance(pool: &Pool, dims: &[u32], q: &[f32], row: usize) -> f32 {
+    let mut s = 0f32;
+    for (&d, &qd) in dims.iter().zip(q) {
+        s += (pool.column(d as usize)[row] - qd).abs();
+    }
+    s
+}
+
+/// Keeps the `k` smallest neighbours (by `cmp_key`) of `v`, unordered.
+fn keep_smallest(v: &mut Vec<Neighbour>, k: usize) {
+    if v.len() > k {
+        v.select_nth_unstable_by(k - 1, Neighbour::cmp_key);
+        v.truncate(k);
+    }
+}
+
+/// The `k` nearest rows to `q` (excluding `exclude`), by brute force.
+/// Written for clarity; the oracle of `Searcher::knn`.
+pub fn knn_brute(
+    pool: &Pool,
+    dims: &[u32],
+    q: &[f32],
+    k: usize,
+    exclude: Option<u32>,
+) -> Vec<Neighbour> {
+    let mut all: Vec<Neighbour> = (0..pool.n)
+        .filter(|&r| Some(r as u32) != exclude)
+        .map(|r| Neighbour {
+            dist: distance(pool, dims, q, r),
+            row: r as u32,
+        })
+        .collect();
+    all.sort_by(Neighbour::cmp_key);
+    all.truncate(k);
+    all
+}
+
+/// Extra subsample ranks beyond the expected one, in standard deviations:
+/// the limit then holds k rows except in rare cases, which are retried.
+const LIMIT_MARGIN_SD: f64 = 3.0;
+
+/// Per-thread search state: the chosen kernels and reusable buffers.
+pub struct Searcher {
+    isa: Isa,
+    sub_dist: Vec<f32>,
+    hits: (Vec<f32>, Vec<u32>),
+}
+
+impl Searcher {
+    /// A searcher using the best kernels this CPU supports.
+    pub fn new() -> Self {
+        Self::with_isa(Isa::detect())
+    }
+
+    /// A searcher using the given kernels (tests compare them).
+    pub fn with_isa(isa: Isa) -> Self {
+        Searcher {
+            isa,
+            sub_dist: Vec::new(),
+            hits: (Vec::new(), Vec::new()),
+        }
+    }
+
+    /// The row nearest to `q` (ties: lowest row).
+    pub fn nearest(&mut self, pool: &Pool, dims: &[u32], q: &[f32]) -> Neighbour {
+        self.isa.nearest(pool, dims, q)
+    }
+
+    /// A distance within which about `rank` subsample rows (of `sub_n`) lie.
+    fn subsample_limit(&mut self, pool: &Pool, dims: &[u32], q: &[f32], rank: usize) -> f32 {
+        let m = pool.sub_n;
+        if rank >= m {
+            return f32::INFINITY;
+        }
+        self.sub_dist.clear();
+        self.sub_dist.resize(m, 0.0);
+        for (&d, &qd) in dims.iter().zip(q) {
+            for (o, &x) in self.sub_dist.iter_mut().zip(pool.sub_column(d as usize)) {
+                *o += (x - qd).abs();
+            }
+        }
+        *self.sub_dist.select_nth_unstable_by(rank, f32::total_cmp).1
+    }
+
+    /// The `k` nearest rows to `q` (excluding `exclude`), unordered, written
+    /// into `out`. Exactly the set `knn_brute` returns.
+    pub fn knn(
+        &mut self,
+        pool: &Pool,
+        dims: &[u32],
+        q: &[f32],
+        k: usize,
+        exclude: Option<u32>,
+        out: &mut Vec<Neighbour>,
+    ) {
+        let avail = pool.n - usize::from(exclude.is_some());
+        let k = k.min(avail);
+        out.clear();
+        if k == 0 {
+            return;
+        }
+        // Expected subsample rank of the k-th neighbour, plus a margin.
+        let expect = k as f64 * pool.sub_n as f64 / pool.n as f64;
+        let mut rank = (expect + LIMIT_MARGIN_SD * expect.sqrt() + 4.0).ceil() as usize;
+        if 2 * k >= avail {
+            rank = usize::MAX;
+        }
+        let skip = exclude.unwrap_or(u32::MAX);
+        loop {
+            let limit = self.subsample_limit(pool, dims, q, rank);
+            self.isa
+                .within(pool, dims, q, limit, skip, &mut self.hits, out);
+            if out.len() >= k || limit == f32::INFINITY {
+                break;
+            }
+            rank = rank.saturating_mul(4);
+        }
+        keep_smallest(out, k);
+    }
+}
+
+impl Default for Searcher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::columns::tests::pool_from_rows;
+
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) as u32
+        }
+        fn unit(&mut self) -> f32 {
+            self.next() as f32 / (1u64 << 31) as f32
+        }
+    }
+
+    /// Random pools with coarse values (many ties), duplicate rows and a
+    /// constant dimension.
+    fn random_pool(rng: &mut Lcg, n: usize, d: usize) -> crate::columns::Pool {
+        let mut rows: Vec<Vec<f32>> = (0..n)
+            .map(|_| {
+                (0..d)
+                    .map(|j| match j {
+                        0 => 1.5,
+                        1 => (rng.next() % 8) as f32,
+                        _ => rng.unit() * 4.0 - 2.0,
+                    })
+                    .collect()
+            })
+            .collect();
+        for i in 0..n / 10 {
+            rows[i + n / 2] = rows[i].clone();
+        }
+        pool_from_rows(&rows).unwrap()
+    }
+
+    fn sorted_set(mut v: Vec<Neighbour>) -> Vec<Neighbour> {
+        v.sort_by(Neighbour::cmp_key);
+        v
+    }
+
+    #[test]
+    fn knn_equals_brute_force_on_thousands_of_draws() {
+        for isa in [Isa::Portable, Isa::detect()] {
+            knn_matches_brute(&mut Searcher::with_isa(isa));
+        }
+    }
+
+    fn knn_matches_brute(searcher: &mut Searcher) {
+        let mut rng = Lcg(42);
+        let mut out = Vec::new();
+        for trial in 0..60 {
+            let n = 2 + (rng.next() as usize % 5000);
+            let d = 2 + (rng.next() as usize % 5);
+            let pool = random_pool(&mut rng, n, d);
+            for _ in 0..60 {
+                let m = 1 + rng.next() as usize % d.min(3);
+                let mut dims: Vec<u32> = Vec::new();
+                while dims.len() < m {
+                    let x = rng.next() % d as u32;
+                    if !dims.contains(&x) {
+                        dims.push(x);
+                    }
+                }
+                let k = 1 + rng.next() as usize % 300;
+                let from_row = rng.next().is_multiple_of(2);
+                let (q, exclude): (Vec<f32>, Option<u32>) = if from_row {
+                    let r = rng.next() % n as u32;
+                    (
+                        dims.iter()
+                            .map(|&x| pool.column(x as usize)[r as usize])
+                            .collect(),
+                        Some(r),
+                    )
+                } else {
+                    (dims.iter().map(|_| rng.unit() * 10.0 - 5.0).collect(), None)
+                };
+                searcher.knn(&pool, &dims, &q, k, exclude, &mut out);
+                let expect = knn_brute(&pool, &dims, &q, k, exclude);
+                assert_eq!(
+                    sorted_set(out.clone()),
+                    expect,
+                    "trial {trial} dims {dims:?} k {k}"
+                );
+                if exclude.is_none() {
+                    assert_eq!(searcher.nearest(&pool, &dims, &q), expect[0]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ties_go_to_the_lowest_row() {
+        let rows = vec![
+            vec![1.0, 1.0],
+            vec![0.0, 0.0],
+            vec![1.0, 1.0],
+            vec![0.0, 0.0],
+        ];
+        let pool = pool_from_rows(&rows).unwrap();
+        let mut s = Searcher::new();
+        assert_eq!(s.nearest(&pool, &[0, 1], &[0.9, 0.9]).row, 0);
+        assert_eq!(s.nearest(&pool, &[0, 1], &[0.5, 0.5]).row, 0);
+        let mut out = Vec::new();
+        s.knn(&pool, &[0, 1], &[1.0, 1.0], 2, Some(0), &mut out);
+        assert_eq!(
+            sorted_set(out).iter().map(|n| n.row).collect::<Vec<_>>(),
+            vec![2, 1]
+        );
+    }
+}

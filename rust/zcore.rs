@@ -1,0 +1,578 @@
+//! The ZCore scoring loop (DESIGN.md section 2): coverage rewards and
+//! redundancy penalties over random subspaces, in parallel.
+//!
+//! Every sample's draws come from a counter-based stream keyed by (seed,
+//! sample index), and score changes are summed as fixed-point integers, whose
+//! addition is associative. Together these make the scores bit-identical for
+//! any thread count and any order of execution.
+
+use crate::columns::Pool;
+use crate::error::{invalid, CoreError, Result};
+use crate::rng::{distinct_dims, triangular, Stream, STREAM_NOISE, STREAM_SAMPLE};
+use crate::search::{Neighbour, Searcher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Scoring parameters, with the paper's names and defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    /// Number of random subspace samples (paper: `n_sample`, 1,000,000).
+    pub n_sample: u64,
+    /// Dimensions per subspace (paper: `sample_dim`, 2).
+    pub sample_dim: usize,
+    /// Neighbours penalised per sample (paper: `redund_nn`, 1000).
+    pub redund_nn: usize,
+    /// Exponent of the inverse-distance penalty (paper: `redund_exp`, 4).
+    pub redund_exp: f64,
+    /// Add U(0,1) noise per row before normalising (paper: `rand_init`, on).
+    pub rand_init: bool,
+    /// Seed of every random draw.
+    pub seed: u64,
+    /// Worker threads (>= 1).
+    pub threads: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            n_sample: 1_000_000,
+            sample_dim: 2,
+            redund_nn: 1000,
+            redund_exp: 4.0,
+            rand_init: true,
+            seed: 0,
+            threads: 1,
+        }
+    }
+}
+
+impl Params {
+    /// Checks the parameters against a pool of `n` rows and `d` dimensions.
+    pub fn validate(&self, n: usize, d: usize) -> Result<()> {
+        if self.n_sample == 0 {
+            return Err(invalid!("n_sample must be at least 1"));
+        }
+        if self.sample_dim == 0 {
+            return Err(invalid!("sample_dim must be at least 1"));
+        }
+        if d < self.sample_dim {
+            return Err(invalid!(
+                "embeddings have {d} dimension(s), fewer than sample_dim = {}; \
+                 lower sample_dim or add dimensions",
+                self.sample_dim
+            ));
+        }
+        if self.redund_nn == 0 {
+            return Err(invalid!("redund_nn must be at least 1"));
+        }
+        if !(self.redund_exp.is_finite() && self.redund_exp >= 0.0) {
+            return Err(invalid!(
+                "redund_exp must be a finite number >= 0, got {}",
+                self.redund_exp
+            ));
+        }
+        if self.threads == 0 {
+            return Err(invalid!("threads must be at least 1"));
+        }
+        if n > u32::MAX as usize || d > u32::MAX as usize {
+            return Err(invalid!("pool of {n} x {d} is too large"));
+        }
+        Ok(())
+    }
+}
+
+/// Fixed-point scale of score accumulators: 2^32 units per score point.
+/// i64 holds +-2^31 points, above any reachable |score| (at most n_sample).
+const FIXED_ONE: f64 = 4_294_967_296.0;
+
+/// One sample's subspace and sample point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draw {
+    /// The chosen dimensions (distinct).
+    pub dims: Vec<u32>,
+    /// The sample point, one coordinate per chosen dimension.
+    pub q: Vec<f32>,
+}
+
+/// The subspace and sample point of sample `index` for this seed.
+pub fn draw(
+    pool_stats: &crate::columns::DimStats,
+    seed: u64,
+    index: u64,
+    sample_dim: usize,
+) -> Draw {
+    let mut dims = vec![0u32; sample_dim];
+    let mut q = vec![0f32; sample_dim];
+    draw_into(pool_stats, seed, index, &mut dims, &mut q);
+    Draw { dims, q }
+}
+
+fn draw_into(
+    stats: &crate::columns::DimStats,
+    seed: u64,
+    index: u64,
+    dims: &mut [u32],
+    q: &mut [f32],
+) {
+    let mut rng = Stream::new(seed, STREAM_SAMPLE, index);
+    distinct_dims(&mut rng, stats.lo.len() as u32, dims);
+    for (qd, &d) in q.iter_mut().zip(dims.iter()) {
+        let d = d as usize;
+        *qd = triangular(rng.unit_open(), stats.lo[d], stats.md[d], stats.hi[d]) as f32;
+    }
+}
+
+/// What one sample does to the scores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleEffect {
+    /// The coverage winner (+1).
+    pub winner: u32,
+    /// Rows penalised and their penalties (positive; subtracted from scores).
+    pub penalties: Vec<(u32, f64)>,
+}
+
+/// Per-thread scratch, reused across samples.
+struct Scratch {
+    dims: Vec<u32>,
+    q: Vec<f32>,
+    centre: Vec<f32>,
+    neighbours: Vec<Neighbour>,
+    searcher: Searcher,
+}
+
+fn penalty_of(neighbours: &[Neighbour], exp: f64, out: &mut Vec<(u32, f64)>) {
+    out.clear();
+    let Some(first) = neighbours.iter().min_by(|a, b| a.cmp_key(b)) else {
+        return;
+    };
+    if first.dist == 0.0 {
+        // A duplicate in this subspace: it alone takes the full penalty.
+        out.push((first.row, 1.0));
+        return;
+    }
+    // w_j = d_j^-exp, normalised. Scaling by the smallest distance first
+    // keeps every ratio in (0, 1], so no power overflows.
+    let d0 = f64::from(first.dist);
+    let int_exp = exp.fract() == 0.0 && exp <= 64.0;
+    let mut total = 0.0;
+    for nb in neighbours {
+        let r = d0 / f64::from(nb.dist);
+        let w = if int_exp {
+            r.powi(exp as i32)
+        } else {
+            r.powf(exp)
+        };
+        total += w;
+        out.push((nb.row, w));
+    }
+    for (_, w) in out.iter_mut() {
+        *w /= total;
+    }
+}
+
+/// Runs one sample given its draw: the coverage winner and penalties.
+fn run_sample(
+    pool: &Pool,
+    k: usize,
+    exp: f64,
+    s: &mut Scratch,
+    penalties: &mut Vec<(u32, f64)>,
+) -> u32 {
+    let winner = s.searcher.nearest(pool, &s.dims, &s.q).row;
+    for (c, &d) in s.centre.iter_mut().zip(&s.dims) {
+        *c = pool.column(d as usize)[winner as usize];
+    }
+    s.searcher
+        .knn(pool, &s.dims, &s.centre, k, Some(winner), &mut s.neighbours);
+    penalty_of(&s.neighbours, exp, penalties);
+    winner
+}
+
+/// The effect of one given subspace and sample point (for tests and tracing).
+pub fn trace(
+    pool: &Pool,
+    dims: &[u32],
+    q: &[f32],
+    redund_nn: usize,
+    redund_exp: f64,
+) -> SampleEffect {
+    let mut s = Scratch {
+        dims: dims.to_vec(),
+        q: q.to_vec(),
+        centre: vec![0.0; dims.len()],
+        neighbours: Vec::new(),
+        searcher: Searcher::new(),
+    };
+    let mut penalties = Vec::new();
+    let k = redund_nn.min(pool.n - 1);
+    let winner = run_sample(pool, k, redund_exp, &mut s, &mut penalties);
+    SampleEffect { winner, penalties }
+}
+
+/// Samples handed to a worker at a time: small enough that cancellation and
+/// progress stay responsive, large enough that claiming is free.
+const CHUNK: usize = 64;
+
+/// Samples whose draws are made and ordered together (bounds their memory).
+const BATCH: u64 = 1 << 22;
+
+/// Bytes of columns one tile of samples reads; sized to stay in a core's L2.
+const TILE_BYTES: usize = 3 << 20;
+
+/// The draws of a batch of samples, in cache-friendly processing order.
+struct Batch {
+    first: u64,
+    m: usize,
+    dims: Vec<u32>,
+    q: Vec<f32>,
+    order: Vec<u32>,
+}
+
+impl Batch {
+    /// Draws samples `first..first + len` and orders them by tile: samples
+    /// whose dimensions fall in the same two groups of columns run back to
+    /// back, so those columns are read from cache rather than memory. Order
+    /// does not change results (see the module doc).
+    fn new(pool: &Pool, p: &Params, first: u64, len: usize) -> Batch {
+        use rayon::prelude::*;
+        let m = p.sample_dim;
+        let mut dims = vec![0u32; len * m];
+        let mut q = vec![0f32; len * m];
+        dims.par_chunks_mut(m)
+            .zip(q.par_chunks_mut(m))
+            .enumerate()
+            .for_each(|(i, (d, x))| draw_into(&pool.stats, p.seed, first + i as u64, d, x));
+        let group = (TILE_BYTES / (2 * 4 * pool.n)).max(1) as u64;
+        let groups = (pool.d as u64).div_ceil(group);
+        let mut keyed: Vec<u64> = dims
+            .chunks(m)
+            .enumerate()
+            .map(|(i, d)| {
+                let (a, b) = (
+                    u64::from(d[0]) / group,
+                    u64::from(*d.get(1).unwrap_or(&d[0])) / group,
+                );
+                let tile = a.min(b) * groups + a.max(b);
+                (tile << 32) | i as u64
+            })
+            .collect();
+        keyed.par_sort_unstable();
+        let order = keyed.into_iter().map(|k| k as u32).collect();
+        Batch {
+            first,
+            m,
+            dims,
+            q,
+            order,
+        }
+    }
+}
+
+fn worker(
+    pool: &Pool,
+    p: &Params,
+    batch: &Batch,
+    next: &AtomicU64,
+    done: &AtomicU64,
+    stop: &AtomicBool,
+    acc: &mut [i64],
+) {
+    let m = p.sample_dim;
+    let mut s = Scratch {
+        dims: vec![0; m],
+        q: vec![0.0; m],
+        centre: vec![0.0; m],
+        neighbours: Vec::with_capacity(2 * p.redund_nn + 2),
+        searcher: Searcher::new(),
+    };
+    let mut penalties = Vec::with_capacity(p.redund_nn + 1);
+    let k = p.redund_nn.min(pool.n - 1);
+    let len = batch.order.len();
+    while !stop.load(Ordering::Relaxed) {
+        let start = next.fetch_add(CHUNK as u64, Ordering::Relaxed) as usize;
+        if start >= len {
+            break;
+        }
+        let end = (start + CHUNK).min(len);
+        for &i in &batch.order[start..end] {
+            let at = i as usize * batch.m;
+            s.dims.copy_from_slice(&batch.dims[at..at + m]);
+            s.q.copy_from_slice(&batch.q[at..at + m]);
+            let winner = run_sample(pool, k, p.redund_exp, &mut s, &mut penalties);
+            acc[winner as usize] += FIXED_ONE as i64;
+            for &(row, w) in &penalties {
+                acc[row as usize] -= (w * FIXED_ONE).round() as i64;
+            }
+        }
+        done.fetch_add((end - start) as u64, Ordering::Relaxed);
+    }
+    debug_assert!(batch.first < p.n_sample);
+}
+
+/// Raw (unnormalised, noise-free) scores: the sum over samples of coverage
+/// rewards minus redundancy penalties. `progress(done, total)` is called from
+/// the calling thread every ~50 ms and at the end; an error from it stops the
+/// workers and is returned.
+pub fn raw_scores(
+    pool: &Pool,
+    p: &Params,
+    progress: &mut dyn FnMut(u64, u64) -> Result<()>,
+) -> Result<Vec<f64>> {
+    p.validate(pool.n, pool.d)?;
+    let mut accs: Vec<Vec<i64>> = (0..p.threads).map(|_| vec![0i64; pool.n]).collect();
+    let mut first = 0;
+    while first < p.n_sample {
+        let len = (p.n_sample - first).min(BATCH) as usize;
+        let batch = Batch::new(pool, p, first, len);
+        run_batch(pool, p, &batch, &mut accs, &mut |done| {
+            progress(first + done, p.n_sample)
+        })?;
+        first += len as u64;
+    }
+    progress(p.n_sample, p.n_sample)?;
+    let mut total = vec![0i64; pool.n];
+    for part in &accs {
+        for (t, v) in total.iter_mut().zip(part) {
+            *t += v;
+        }
+    }
+    Ok(total.into_iter().map(|v| v as f64 / FIXED_ONE).collect())
+}
+
+/// Runs one batch on `p.threads` workers, reporting progress from this thread.
+fn run_batch(
+    pool: &Pool,
+    p: &Params,
+    batch: &Batch,
+    accs: &mut [Vec<i64>],
+    progress: &mut dyn FnMut(u64) -> Result<()>,
+) -> Result<()> {
+    let next = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let mut outcome = Ok(());
+    let workers = accs.len();
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<()>();
+        for acc in accs.iter_mut() {
+            let tx = tx.clone();
+            let (next, done, stop) = (&next, &done, &stop);
+            scope.spawn(move || {
+                worker(pool, p, batch, next, done, stop, acc);
+                let _ = tx.send(());
+            });
+        }
+        drop(tx);
+        let mut finished = 0;
+        while finished < workers {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(()) => finished += 1,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if outcome.is_ok() && finished < workers {
+                if let Err(e) = progress(done.load(Ordering::Relaxed)) {
+                    stop.store(true, Ordering::Relaxed);
+                    outcome = Err(e);
+                }
+            }
+        }
+    });
+    outcome
+}
+
+/// Final scores: raw scores, plus U(0,1) noise per row when `rand_init`,
+/// min-max normalised to [0, 1].
+pub fn score(
+    pool: &Pool,
+    p: &Params,
+    progress: &mut dyn FnMut(u64, u64) -> Result<()>,
+) -> Result<Vec<f32>> {
+    let mut raw = raw_scores(pool, p, progress)?;
+    if p.rand_init {
+        for (row, v) in raw.iter_mut().enumerate() {
+            *v += Stream::new(p.seed, STREAM_NOISE, row as u64).unit_open();
+        }
+    }
+    Ok(normalise(&raw))
+}
+
+/// Min-max normalisation to [0, 1]; a constant vector maps to zeros.
+pub fn normalise(raw: &[f64]) -> Vec<f32> {
+    let lo = raw.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = raw.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let span = hi - lo;
+    raw.iter()
+        .map(|&v| {
+            if span > 0.0 {
+                ((v - lo) / span) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// Never cancels; for callers without progress reporting.
+pub fn no_progress(_: u64, _: u64) -> Result<()> {
+    Ok(())
+}
+
+/// Returned by progress callbacks that want scoring to stop.
+pub fn cancelled() -> CoreError {
+    CoreError::Cancelled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::columns::tests::pool_from_rows;
+    use crate::search::knn_brute;
+
+    fn clustered_rows(n: usize, d: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = Stream::new(seed, 9, 0);
+        (0..n)
+            .map(|i| {
+                (0..d)
+                    .map(|j| {
+                        ((i % 5) as f32) * 0.7 + (j as f32 * 0.1) + rng.unit_open() as f32 * 0.5
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn params(n_sample: u64, threads: usize) -> Params {
+        Params {
+            n_sample,
+            redund_nn: 50,
+            seed: 3,
+            threads,
+            ..Params::default()
+        }
+    }
+
+    #[test]
+    fn identical_bits_for_any_thread_count() {
+        let pool = pool_from_rows(&clustered_rows(300, 6, 1)).unwrap();
+        let one = score(&pool, &params(3000, 1), &mut no_progress).unwrap();
+        for t in [2, 3, 8] {
+            let many = score(&pool, &params(3000, t), &mut no_progress).unwrap();
+            assert!(
+                one.iter()
+                    .zip(&many)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "threads {t}"
+            );
+        }
+    }
+
+    #[test]
+    fn traced_sample_matches_brute_force_weights() {
+        let rows = clustered_rows(200, 4, 2);
+        let pool = pool_from_rows(&rows).unwrap();
+        for index in 0..300 {
+            let dr = draw(&pool.stats, 11, index, 2);
+            let eff = trace(&pool, &dr.dims, &dr.q, 30, 4.0);
+            let win = knn_brute(&pool, &dr.dims, &dr.q, 1, None)[0].row;
+            assert_eq!(eff.winner, win);
+            let c: Vec<f32> = dr
+                .dims
+                .iter()
+                .map(|&d| rows[win as usize][d as usize])
+                .collect();
+            let nn = knn_brute(&pool, &dr.dims, &c, 30, Some(win));
+            if nn[0].dist == 0.0 {
+                assert_eq!(eff.penalties, vec![(nn[0].row, 1.0)]);
+                continue;
+            }
+            let w: Vec<f64> = nn.iter().map(|x| 1.0 / f64::from(x.dist).powi(4)).collect();
+            let total: f64 = w.iter().sum();
+            let mut got = eff.penalties.clone();
+            got.sort_by_key(|x| x.0);
+            let mut want: Vec<(u32, f64)> =
+                nn.iter().zip(&w).map(|(x, w)| (x.row, w / total)).collect();
+            want.sort_by_key(|x| x.0);
+            assert_eq!(got.len(), want.len());
+            for (g, e) in got.iter().zip(&want) {
+                assert_eq!(g.0, e.0);
+                assert!((g.1 - e.1).abs() < 1e-12 * (1.0 + e.1), "{g:?} {e:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn duplicates_constant_dims_and_tiny_pools_work() {
+        let rows = vec![
+            vec![1.0, 2.0, 3.0],
+            vec![1.0, 2.0, 3.0],
+            vec![1.0, 5.0, 3.0],
+        ];
+        let pool = pool_from_rows(&rows).unwrap();
+        let s = score(
+            &pool,
+            &Params {
+                n_sample: 500,
+                threads: 2,
+                ..Params::default()
+            },
+            &mut no_progress,
+        )
+        .unwrap();
+        assert_eq!(s.len(), 3);
+        assert!(s.iter().all(|v| (0.0..=1.0).contains(v)));
+        let two = pool_from_rows(&[vec![0.0, 0.0], vec![1.0, 1.0]]).unwrap();
+        let raw = raw_scores(
+            &two,
+            &Params {
+                n_sample: 100,
+                ..Params::default()
+            },
+            &mut no_progress,
+        )
+        .unwrap();
+        // Each sample rewards one row (+1) and fully penalises the other (-1).
+        assert!((raw[0] + raw[1]).abs() < 1e-9);
+    }
+
+    #[test]
+    fn progress_errors_cancel() {
+        let pool = pool_from_rows(&clustered_rows(200, 4, 3)).unwrap();
+        let mut calls = 0;
+        let r = raw_scores(&pool, &params(u64::MAX / 4, 2), &mut |_, _| {
+            calls += 1;
+            if calls > 2 {
+                Err(cancelled())
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(r.unwrap_err(), CoreError::Cancelled);
+    }
+
+    #[test]
+    fn parameters_are_validated() {
+        let p = Params {
+            sample_dim: 7,
+            ..Params::default()
+        };
+        assert!(p
+            .validate(10, 3)
+            .unwrap_err()
+            .to_string()
+            .contains("fewer than sample_dim"));
+        assert!(Params {
+            n_sample: 0,
+            ..Params::default()
+        }
+        .validate(10, 3)
+        .is_err());
+        assert!(Params {
+            redund_exp: f64::NAN,
+            ..Params::default()
+        }
+        .validate(10, 3)
+        .is_err());
+    }
+}
