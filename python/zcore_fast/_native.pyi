@@ -1,0 +1,32 @@
+"""Type stubs of the Rust extension (checked by mypy.stubtest in tests)."""
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+_Input = Sequence[str | npt.NDArray[np.floating]]
+
+class ZCoreError(Exception): ...
+
+def score(
+    inputs: _Input,
+    *,
+    n_sample: int,
+    sample_dim: int,
+    redund_nn: int,
+    redund_exp: float,
+    rand_init: bool,
+    seed: int,
+    threads: int,
+    progress: Callable[[int, int], object] | None = None,
+) -> npt.NDArray[np.float32]: ...
+def dim_stats(
+    inputs: _Input,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def sample_draws(
+    inputs: _Input, *, seed: int, start: int, count: int, sample_dim: int
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.float32]]: ...
+def trace(
+    inputs: _Input, dims: Sequence[int], q: Sequence[float], *, redund_nn: int, redund_exp: float
+) -> tuple[int, npt.NDArray[np.uint32], npt.NDArray[np.float64]]: ...

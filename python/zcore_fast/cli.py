@@ -1,0 +1,253 @@
+"""`zcore-fast`: score embeddings and select coresets from the command line.
+
+Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zcore_fast import _native
+from zcore_fast.io import (
+    as_sources,
+    check_output_path,
+    example_embeddings,
+    save_array,
+    save_selection,
+)
+from zcore_fast.methods.zcore import DEFAULTS, score
+from zcore_fast.progress import ProgressBar
+from zcore_fast.select import budget_from_prune_rate, keep_count, select
+
+
+class UsageError(Exception):
+    """A bad command line (exit status 2)."""
+
+
+def _budget(text: str) -> float | int:
+    """A budget flag: '0.1' is a fraction, '500' is a count."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("embeddings", nargs="*", help=".npy files (N x D each), concatenated along D")
+    p.add_argument(
+        "--example",
+        action="store_true",
+        help="score the built-in example pool (5,000 x 64) instead of files",
+    )
+    g = p.add_argument_group("ZCore parameters (paper names)")
+    g.add_argument(
+        "--n-sample",
+        type=int,
+        default=DEFAULTS["n_sample"],
+        help="random subspace samples (default %(default)s)",
+    )
+    g.add_argument(
+        "--sample-dim",
+        type=int,
+        default=DEFAULTS["sample_dim"],
+        help="dimensions per subspace (default %(default)s)",
+    )
+    g.add_argument(
+        "--redund-nn",
+        type=int,
+        default=DEFAULTS["redund_nn"],
+        help="neighbours penalised per sample (default %(default)s)",
+    )
+    g.add_argument(
+        "--redund-exp",
+        type=float,
+        default=DEFAULTS["redund_exp"],
+        help="exponent of the distance penalty (default %(default)s)",
+    )
+    g.add_argument(
+        "--no-rand-init",
+        dest="rand_init",
+        action="store_false",
+        help="do not add U(0,1) tie-breaking noise (default: add it)",
+    )
+    g.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="default %(default)s")
+    g.add_argument("--threads", type=int, default=None, help="default: all cores")
+    o = p.add_argument_group("output")
+    o.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    o.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    o.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `zcore-fast`."""
+    parser = argparse.ArgumentParser(
+        prog="zcore-fast", description="Zero-shot coreset selection (ZCore) from embeddings."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sel = sub.add_parser("select", help="score embeddings and write the coreset indices")
+    _add_scoring_flags(sel)
+    size = sel.add_mutually_exclusive_group(required=True)
+    size.add_argument(
+        "--budget",
+        type=_budget,
+        help="fraction in (0, 1] (e.g. 0.1) or a row count >= 1 (e.g. 5000)",
+    )
+    size.add_argument("--prune-rate", type=float, help="the paper's prune rate p = 1 - budget")
+    sel.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="indices: .npy (int64), .txt (one a line) or .csv (index,score,rank)",
+    )
+    sel.add_argument("--scores-out", help="also write all scores (.npy, float32)")
+    sc = sub.add_parser("score", help="score embeddings and write the scores")
+    _add_scoring_flags(sc)
+    sc.add_argument("-o", "--output", required=True, help="scores .npy (float32, one per row)")
+    return parser
+
+
+def _inputs(args: argparse.Namespace) -> list[Any]:
+    if args.example and args.embeddings:
+        raise UsageError("give embedding files or --example, not both")
+    if args.example:
+        return [example_embeddings()]
+    if not args.embeddings:
+        raise UsageError("no embeddings given: pass one or more .npy files (or --example)")
+    return as_sources(args.embeddings)
+
+
+def _check_outputs(args: argparse.Namespace, sources: list[Any]) -> None:
+    check_output_path(args.output, sources)
+    if args.command == "select":
+        suffix = Path(args.output).suffix.lower()
+        if suffix not in (".npy", ".txt", ".csv"):
+            raise UsageError(f"{args.output}: output must end in .npy, .txt or .csv")
+    elif Path(args.output).suffix.lower() != ".npy":
+        raise UsageError(f"{args.output}: scores are written as .npy")
+    if getattr(args, "scores_out", None):
+        check_output_path(args.scores_out, sources)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Runs a parsed command; returns the summary it reports."""
+    sources = _inputs(args)
+    budget: float | int | None = None
+    if args.command == "select":
+        if args.prune_rate is not None:
+            try:
+                budget = budget_from_prune_rate(args.prune_rate)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+        else:
+            budget = args.budget
+    _check_outputs(args, sources)
+    n, d = _shape(sources)
+    if budget is not None and n:
+        try:
+            keep_count(budget, n)
+        except (ValueError, TypeError) as e:
+            raise UsageError(str(e)) from None
+    params = {
+        "n_sample": args.n_sample,
+        "sample_dim": args.sample_dim,
+        "redund_nn": args.redund_nn,
+        "redund_exp": args.redund_exp,
+        "rand_init": args.rand_init,
+        "seed": args.seed,
+        "threads": args.threads,
+    }
+    show = not args.quiet and not args.json and sys.stdout.isatty()
+    start = time.perf_counter()
+    with ProgressBar(enabled=show, total=args.n_sample) as bar:
+        scores = score(sources, progress=bar.update, **params)
+    seconds = time.perf_counter() - start
+    summary: dict[str, Any] = {
+        "n": n,
+        "d": d,
+        "seconds": round(seconds, 3),
+        "parameters": params,
+        "output": str(args.output),
+    }
+    if args.command == "select":
+        indices = select(scores, keep_count(budget, n))  # type: ignore[arg-type]
+        save_selection(args.output, indices, scores)
+        if args.scores_out:
+            save_array(args.scores_out, scores)
+            summary["scores_out"] = str(args.scores_out)
+        summary.update(budget=budget, kept=int(indices.size))
+    else:
+        save_array(args.output, scores)
+    return summary
+
+
+def _shape(sources: Sequence[Any]) -> tuple[int, int]:
+    """(rows, total dims) from array shapes and .npy headers; the engine
+    checks the files in full."""
+    rows, dims = 0, 0
+    for s in sources:
+        try:
+            shape = s.shape if isinstance(s, np.ndarray) else np.load(s, mmap_mode="r").shape
+        except Exception:  # the engine reports unreadable files precisely
+            return 0, 0
+        if len(shape) == 2:
+            rows, dims = int(shape[0]), dims + int(shape[1])
+    return rows, dims
+
+
+def _report(summary: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.json:
+        print(json.dumps(summary))
+    elif not args.quiet:
+        if "kept" in summary:
+            print(
+                f"kept {summary['kept']:,} of {summary['n']:,} rows "
+                f"({summary['kept'] / summary['n']:.1%}) -> {summary['output']} "
+                f"in {summary['seconds']:.1f} s"
+            )
+        else:
+            print(
+                f"scored {summary['n']:,} rows -> {summary['output']} in {summary['seconds']:.1f} s"
+            )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `zcore-fast`; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        # A shell may start us with SIGINT ignored; Ctrl-C must still stop us.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        summary = run(args)
+    except UsageError as e:
+        parser.print_usage(sys.stderr)
+        print(f"zcore-fast: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zcore-fast: interrupted; no output written", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, TypeError, _native.ZCoreError) as e:
+        if args.debug:
+            raise
+        print(f"zcore-fast: error: {e}", file=sys.stderr)
+        return 1
+    _report(summary, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Inputs and outputs: embedding sources, and atomic writes of results."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Union
+
+import numpy as np
+
+PathLike = Union[str, "os.PathLike[str]"]
+EmbeddingSource = Union[PathLike, np.ndarray]
+Embeddings = Union[EmbeddingSource, Sequence[EmbeddingSource]]
+
+_FLOATS = (np.float16, np.float32, np.float64)
+
+
+def _is_source(obj: object) -> bool:
+    return isinstance(obj, (str, os.PathLike, np.ndarray))
+
+
+def as_sources(embeddings: Embeddings) -> list[str | np.ndarray]:
+    """Normalises `embeddings` to a list of paths (str) and 2-D float arrays.
+
+    Accepts one array, np.memmap or path, or a list of them (concatenated
+    along dimensions). Arrays are passed to the engine without copying when
+    they are float16/32/64, contiguous and little-endian; integer arrays are
+    cast to float32.
+    """
+    items = [embeddings] if _is_source(embeddings) else list(embeddings)  # type: ignore[arg-type]
+    if not items:
+        raise ValueError("no embeddings given: pass an array, a .npy path, or a list of them")
+    return [_as_source(item, i) for i, item in enumerate(items)]
+
+
+def _as_source(item: object, index: int) -> str | np.ndarray:
+    if isinstance(item, (str, os.PathLike)):
+        path = os.fspath(item)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no such file; check the path")
+        return path
+    if not isinstance(item, np.ndarray):
+        raise TypeError(
+            f"embeddings item {index} is a {type(item).__name__}; expected a NumPy array or a "
+            ".npy path"
+        )
+    arr = item
+    if arr.ndim != 2:
+        raise ValueError(
+            f"array {index} has shape {arr.shape}; expected a 2-D array (rows = examples, "
+            "columns = embedding dimensions)"
+        )
+    if arr.dtype.kind in "iub":
+        arr = arr.astype(np.float32)
+    elif arr.dtype.type not in _FLOATS:
+        raise TypeError(
+            f"array {index} has dtype {arr.dtype}; embeddings must be float16, float32 or "
+            "float64 (cast with arr.astype(np.float32))"
+        )
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
+        arr = np.ascontiguousarray(arr)
+    return arr
+
+
+def check_output_path(output: PathLike, inputs: Sequence[str | np.ndarray] = ()) -> Path:
+    """Refuses an output whose directory is missing or that would overwrite an input."""
+    out = Path(output)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"{out}: directory {parent} does not exist; create it first")
+    if out.is_dir():
+        raise IsADirectoryError(f"{out} is a directory; give a file name")
+    for item in inputs:
+        if isinstance(item, str) and os.path.exists(item) and out.exists():
+            if os.path.samefile(item, out):
+                raise ValueError(f"output {out} is also an input; choose another output path")
+    return out
+
+
+@contextmanager
+def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Writes to a temporary file beside `path` and renames it into place on
+    success, so readers never see a partial file and a failure leaves none."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_array(path: PathLike, array: np.ndarray) -> None:
+    """Saves `array` as .npy atomically."""
+    with atomic_write(path) as handle:
+        np.save(handle, array)
+
+
+def save_selection(path: PathLike, indices: np.ndarray, scores: np.ndarray) -> None:
+    """Saves selected indices in the format the extension names.
+
+    .npy: int64 indices; .txt: one index a line; .csv: index,score,rank
+    (rank 1 is the highest score). Written atomically.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npy":
+        save_array(path, np.asarray(indices, dtype=np.int64))
+    elif suffix == ".txt":
+        with atomic_write(path, "w") as handle:
+            handle.write("".join(f"{i}\n" for i in indices.tolist()))
+    elif suffix == ".csv":
+        with atomic_write(path, "w") as handle:
+            handle.write("index,score,rank\n")
+            for rank, (i, s) in enumerate(zip(indices.tolist(), scores[indices].tolist()), 1):
+                handle.write(f"{i},{s:.9g},{rank}\n")
+    else:
+        raise ValueError(
+            f"{path}: unknown output format {suffix or '(none)'}; use .npy, .txt or .csv"
+        )
+
+
+def example_embeddings(n: int = 5_000, d: int = 64, seed: int = 0) -> np.ndarray:
+    """A built-in example pool: clustered Gaussian embeddings with a few dense
+    near-duplicate groups, float32 (n x d). Deterministic for a seed."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(12, d)) * 3.0
+    sizes = rng.dirichlet(np.ones(12) * 0.7)
+    labels = rng.choice(12, size=n, p=sizes)
+    x = centres[labels] + rng.normal(size=(n, d))
+    dupes = rng.choice(n, size=n // 20, replace=False)
+    x[dupes] = x[dupes[0]] + 0.01 * rng.normal(size=(len(dupes), d))
+    return x.astype(np.float32)
