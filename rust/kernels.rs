@@ -194,6 +194,7 @@ mod x86 {
             rows = _mm512_add_epi32(rows, step);
             base += 16;
         }
+        out.clear();
         out.extend(
             dist[..count]
                 .iter()
@@ -251,7 +252,6 @@ impl Isa {
         scratch: &mut (Vec<f32>, Vec<u32>),
         out: &mut Vec<Neighbour>,
     ) {
-        out.clear();
         #[cfg(target_arch = "x86_64")]
         if self == Isa::Avx512 && dims.len() == 2 {
             let (a, b) = (pool.column(dims[0] as usize), pool.column(dims[1] as usize));

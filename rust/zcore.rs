@@ -222,7 +222,6 @@ const TILE_BYTES: usize = 3 << 20;
 
 /// The draws of a batch of samples, in cache-friendly processing order.
 struct Batch {
-    first: u64,
     m: usize,
     dims: Vec<u32>,
     q: Vec<f32>,
@@ -259,13 +258,7 @@ impl Batch {
             .collect();
         keyed.par_sort_unstable();
         let order = keyed.into_iter().map(|k| k as u32).collect();
-        Batch {
-            first,
-            m,
-            dims,
-            q,
-            order,
-        }
+        Batch { m, dims, q, order }
     }
 }
 
@@ -307,7 +300,6 @@ fn worker(
         }
         done.fetch_add((end - start) as u64, Ordering::Relaxed);
     }
-    debug_assert!(batch.first < p.n_sample);
 }
 
 /// Raw (unnormalised, noise-free) scores: the sum over samples of coverage
