@@ -134,74 +134,145 @@ mod x86 {
         }
     }
 
-    /// Nearest row in one pass: each lane keeps its first minimum, then the
-    /// lanes are reduced (lowest row among equal distances).
+    /// Folds lane minima `(d, r)` into `(best, best_row)`: strictly smaller
+    /// wins, and an equal distance wins only with a lower row, so the result
+    /// does not depend on how blocks were spread over accumulators.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn fold_min(best: &mut __m512, best_row: &mut __m512i, d: __m512, r: __m512i) {
+        let lt = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(d, *best);
+        let eq = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(d, *best);
+        let lower = _mm512_mask_cmplt_epu32_mask(eq, r, *best_row);
+        let take = lt | lower;
+        *best = _mm512_mask_mov_ps(*best, take, d);
+        *best_row = _mm512_mask_mov_epi32(*best_row, take, r);
+    }
+
+    /// Nearest row in one pass. Four independent accumulators per 64 rows
+    /// keep the compare-and-blend chain off the critical path (one chain
+    /// is latency bound at ~5 cycles per 16 rows); each lane keeps its
+    /// first minimum, then lanes and accumulators are reduced to the lowest
+    /// row among equal distances.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn nearest2(a: &[f32], b: &[f32], q: [f32; 2]) -> Neighbour {
         let n = a.len();
         let (qa, qb) = (_mm512_set1_ps(q[0]), _mm512_set1_ps(q[1]));
-        let mut best = _mm512_set1_ps(f32::INFINITY);
-        let mut best_row = _mm512_setzero_si512();
-        let mut rows = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        let step = _mm512_set1_epi32(16);
+        let inf = _mm512_set1_ps(f32::INFINITY);
+        let mut best = [inf; 4];
+        let mut best_row = [_mm512_setzero_si512(); 4];
+        let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let mut rows = [
+            lane,
+            _mm512_add_epi32(lane, _mm512_set1_epi32(16)),
+            _mm512_add_epi32(lane, _mm512_set1_epi32(32)),
+            _mm512_add_epi32(lane, _mm512_set1_epi32(48)),
+        ];
+        let step64 = _mm512_set1_epi32(64);
         let mut base = 0;
+        while base + 64 <= n {
+            for j in 0..4 {
+                let d = dist16(a, b, qa, qb, base + 16 * j, 0xFFFF);
+                let better = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(d, best[j]);
+                best[j] = _mm512_mask_mov_ps(best[j], better, d);
+                best_row[j] = _mm512_mask_mov_epi32(best_row[j], better, rows[j]);
+                rows[j] = _mm512_add_epi32(rows[j], step64);
+            }
+            base += 64;
+        }
+        // Remaining rows, 16 at a time, into the first accumulator.
+        let mut r = _mm512_add_epi32(lane, _mm512_set1_epi32(base as i32));
         while base < n {
             let live = live_mask(n, base);
             let d = dist16(a, b, qa, qb, base, live);
-            let better = _mm512_mask_cmp_ps_mask::<_CMP_LT_OQ>(live, d, best);
-            best = _mm512_mask_mov_ps(best, better, d);
-            best_row = _mm512_mask_mov_epi32(best_row, better, rows);
-            rows = _mm512_add_epi32(rows, step);
+            let better = _mm512_mask_cmp_ps_mask::<_CMP_LT_OQ>(live, d, best[0]);
+            best[0] = _mm512_mask_mov_ps(best[0], better, d);
+            best_row[0] = _mm512_mask_mov_epi32(best_row[0], better, r);
+            r = _mm512_add_epi32(r, _mm512_set1_epi32(16));
             base += 16;
         }
-        let dist = _mm512_reduce_min_ps(best);
-        let at = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(best, _mm512_set1_ps(dist));
-        let row = _mm512_mask_reduce_min_epu32(at, best_row);
-        Neighbour { dist, row }
+        let (mut b0, mut r0) = (best[0], best_row[0]);
+        for j in 1..4 {
+            fold_min(&mut b0, &mut r0, best[j], best_row[j]);
+        }
+        let dist = _mm512_reduce_min_ps(b0);
+        let at = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(b0, _mm512_set1_ps(dist));
+        let row = _mm512_mask_reduce_min_epu32(at, r0) as u32;
+        Neighbour { row, dist }
     }
 
-    /// Rows (except `exclude`) at distance <= `limit`, in row order.
-    /// Branch-free: hits are compress-stored into `dist`/`row` scratch
-    /// (which must hold n + 16), then paired; hits fall at random blocks, so
-    /// a branch per block would mispredict about half the time.
+    /// Rows (except `exclude`) at distance <= `limit`, in no set order.
+    ///
+    /// Branch-free: hits fall at random blocks, so a branch per block would
+    /// mispredict about half the time. Each block's hit rows are compressed
+    /// in a register and stored whole (the memory form of compress is
+    /// microcoded and several times slower on Intel); `rows` keeps 16
+    /// slack. The few hits then get their distances recomputed by gathers,
+    /// with the same arithmetic as the pass, straight into `out`.
     #[target_feature(enable = "avx512f,popcnt")]
-    #[allow(clippy::too_many_arguments)]
     pub unsafe fn within2(
         a: &[f32],
         b: &[f32],
         q: [f32; 2],
         limit: f32,
         exclude: u32,
-        dist: &mut [f32],
-        row: &mut [u32],
+        hits: &mut Vec<u32>,
         out: &mut Vec<Neighbour>,
     ) {
         let n = a.len();
-        assert!(dist.len() >= n + 16 && row.len() >= n + 16);
         let (qa, qb) = (_mm512_set1_ps(q[0]), _mm512_set1_ps(q[1]));
         let lim = _mm512_set1_ps(limit);
         let mut rows = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         let step = _mm512_set1_epi32(16);
+        hits.clear();
+        hits.reserve(n + 16);
+        let dst = hits.as_mut_ptr();
         let mut count = 0usize;
         let mut base = 0;
         while base < n {
             let live = live_mask(n, base);
             let d = dist16(a, b, qa, qb, base, live);
             let hit = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(live, d, lim);
-            _mm512_mask_compressstoreu_ps(dist.as_mut_ptr().add(count).cast(), hit, d);
-            _mm512_mask_compressstoreu_epi32(row.as_mut_ptr().add(count).cast(), hit, rows);
+            _mm512_storeu_si512(
+                dst.add(count).cast(),
+                _mm512_maskz_compress_epi32(hit, rows),
+            );
             count += (hit as u32).count_ones() as usize;
             rows = _mm512_add_epi32(rows, step);
             base += 16;
         }
+        hits.set_len(count);
+        if let Some(at) = hits.iter().position(|&r| r == exclude) {
+            hits.swap_remove(at);
+        }
+        let count = hits.len();
         out.clear();
-        out.extend(
-            dist[..count]
-                .iter()
-                .zip(&row[..count])
-                .filter(|(_, &r)| r != exclude)
-                .map(|(&dist, &row)| Neighbour { dist, row }),
-        );
+        out.reserve(count + 16);
+        // Neighbour is (row, dist) in memory: interleave the two vectors.
+        let pair_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let pair_hi =
+            _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        let o = out.as_mut_ptr().cast::<i32>();
+        let mut i = 0;
+        while i < count {
+            let live = live_mask(count, i);
+            let r = _mm512_maskz_loadu_epi32(live, hits.as_ptr().add(i).cast());
+            let xa = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), live, r, a.as_ptr());
+            let xb = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), live, r, b.as_ptr());
+            let d = _mm512_castps_si512(_mm512_add_ps(
+                _mm512_abs_ps(_mm512_sub_ps(xa, qa)),
+                _mm512_abs_ps(_mm512_sub_ps(xb, qb)),
+            ));
+            _mm512_storeu_si512(
+                o.add(2 * i).cast(),
+                _mm512_permutex2var_epi32(r, pair_lo, d),
+            );
+            _mm512_storeu_si512(
+                o.add(2 * i + 16).cast(),
+                _mm512_permutex2var_epi32(r, pair_hi, d),
+            );
+            i += 16;
+        }
+        out.set_len(count);
     }
 
     pub fn has_avx512() -> bool {
@@ -239,8 +310,8 @@ impl Isa {
         nearest_body(pool, dims, q)
     }
 
-    /// Every row (except `exclude`) at distance <= `limit`, in row order.
-    /// `scratch` is resized as the fast path needs.
+    /// Every row (except `exclude`) at distance <= `limit`, in no set order.
+    /// `scratch` is the fast path's buffer of hit rows.
     #[allow(clippy::too_many_arguments)]
     pub fn within(
         self,
@@ -249,27 +320,14 @@ impl Isa {
         q: &[f32],
         limit: f32,
         exclude: u32,
-        scratch: &mut (Vec<f32>, Vec<u32>),
+        scratch: &mut Vec<u32>,
         out: &mut Vec<Neighbour>,
     ) {
         #[cfg(target_arch = "x86_64")]
         if self == Isa::Avx512 && dims.len() == 2 {
             let (a, b) = (pool.column(dims[0] as usize), pool.column(dims[1] as usize));
-            scratch.0.resize(pool.n + 16, 0.0);
-            scratch.1.resize(pool.n + 16, 0);
             // SAFETY: `Avx512` is only produced after run-time detection.
-            return unsafe {
-                x86::within2(
-                    a,
-                    b,
-                    [q[0], q[1]],
-                    limit,
-                    exclude,
-                    &mut scratch.0,
-                    &mut scratch.1,
-                    out,
-                )
-            };
+            return unsafe { x86::within2(a, b, [q[0], q[1]], limit, exclude, scratch, out) };
         }
         let _ = scratch;
         within_body(pool, dims, q, limit, exclude, out)

@@ -11,6 +11,9 @@ use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyTypeError,
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
 
 type F64Array<'py> = Bound<'py, PyArray1<f64>>;
 type Draws<'py> = (Bound<'py, PyArray2<u32>>, Bound<'py, PyArray2<f32>>);
@@ -90,12 +93,28 @@ where
     })
 }
 
-/// Borrows every input, then runs `f` over the sources without the GIL.
+/// What the work thread may call to report progress: `(done, total)`; an
+/// error back means the caller wants it to stop.
+type Report<'a> = &'a mut dyn FnMut(u64, u64) -> Result<(), CoreError>;
+
+/// How often the calling thread wakes to relay progress and check Ctrl-C.
+const WATCH_EVERY: Duration = Duration::from_millis(50);
+
+/// Borrows every input, then runs `f` over them on a work thread (inside a
+/// rayon pool of `threads`) while the calling thread, GIL released, wakes
+/// every 50 ms to check for Ctrl-C and call `progress(done, total)`.
+///
+/// Why a separate work thread: Python runs signal handlers only on the main
+/// thread, so `check_signals` must be called from the thread that called
+/// us, and `ThreadPool::install` would move the work, and any check in it,
+/// onto a pool thread. A KeyboardInterrupt or an exception from `progress`
+/// makes the next report return `Cancelled`; that Python error is returned.
 fn with_pool<T: Send>(
     py: Python<'_>,
     inputs: &Bound<'_, PyAny>,
     threads: usize,
-    f: impl FnOnce(&Pool) -> Result<T, CoreError> + Send,
+    progress: Option<&Py<PyAny>>,
+    f: impl FnOnce(&Pool, Report<'_>) -> Result<T, CoreError> + Send,
 ) -> PyResult<T> {
     let held: Vec<Held<'_>> = inputs
         .try_iter()?
@@ -123,8 +142,66 @@ fn with_pool<T: Send>(
         .num_threads(threads.max(1))
         .build()
         .map_err(|e| ZCoreError::new_err(format!("cannot start threads: {e}")))?;
-    py.detach(|| pool.install(|| Pool::build(&sources).and_then(|p| f(&p))))
-        .map_err(to_py)
+    let (done, total) = (AtomicU64::new(0), AtomicU64::new(0));
+    let cancel = AtomicBool::new(false);
+    let mut raised: Option<PyErr> = None;
+    let mut relay = |final_call: bool| {
+        if raised.is_some() {
+            return;
+        }
+        let outcome = Python::attach(|py| {
+            py.check_signals()?;
+            if let Some(cb) = progress {
+                let (d, t) = (done.load(Ordering::Relaxed), total.load(Ordering::Relaxed));
+                if t > 0 || final_call {
+                    cb.call1(py, (d, t))?;
+                }
+            }
+            Ok::<(), PyErr>(())
+        });
+        if let Err(e) = outcome {
+            cancel.store(true, Ordering::Relaxed);
+            raised = Some(e);
+        }
+    };
+    let result = py.detach(|| {
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::channel::<()>();
+            let (done, total, cancel) = (&done, &total, &cancel);
+            let (pool, sources) = (&pool, &sources);
+            let work = scope.spawn(move || {
+                let mut report = |d: u64, t: u64| {
+                    done.store(d, Ordering::Relaxed);
+                    total.store(t, Ordering::Relaxed);
+                    if cancel.load(Ordering::Relaxed) {
+                        Err(CoreError::Cancelled)
+                    } else {
+                        Ok(())
+                    }
+                };
+                let out = pool.install(|| Pool::build(sources).and_then(|p| f(&p, &mut report)));
+                let _ = tx.send(());
+                out
+            });
+            while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(WATCH_EVERY) {
+                relay(false);
+            }
+            let out = work.join().unwrap_or_else(|_| {
+                Err(CoreError::InvalidValue(
+                    "internal error: a work thread panicked".into(),
+                ))
+            });
+            if out.is_ok() {
+                relay(true);
+            }
+            out
+        })
+    });
+    match (result, raised) {
+        (_, Some(err)) => Err(err),
+        (Ok(v), None) => Ok(v),
+        (Err(e), None) => Err(to_py(e)),
+    }
 }
 
 /// Scores the concatenation of `inputs` (paths or arrays). See `zcore_fast.score`.
@@ -152,28 +229,10 @@ fn score<'py>(
         seed,
         threads,
     };
-    let mut raised: Option<PyErr> = None;
-    let result = with_pool(py, inputs, threads, |pool| {
-        let mut report = |done: u64, total: u64| -> Result<(), CoreError> {
-            Python::attach(|py| {
-                py.check_signals()?;
-                if let Some(cb) = &progress {
-                    cb.call1(py, (done, total))?;
-                }
-                Ok::<(), PyErr>(())
-            })
-            .map_err(|e| {
-                raised = Some(e);
-                CoreError::Cancelled
-            })
-        };
-        zcore::score(pool, &params, &mut report)
-    });
-    match (result, raised) {
-        (_, Some(err)) => Err(err),
-        (Ok(scores), None) => Ok(scores.into_pyarray(py)),
-        (Err(e), None) => Err(e),
-    }
+    let scores = with_pool(py, inputs, threads, progress.as_ref(), |pool, report| {
+        zcore::score(pool, &params, report)
+    })?;
+    Ok(scores.into_pyarray(py))
 }
 
 /// Per-dimension (min, median, max) of the concatenated inputs, in float64.
@@ -182,7 +241,7 @@ fn dim_stats<'py>(
     py: Python<'py>,
     inputs: &Bound<'py, PyAny>,
 ) -> PyResult<(F64Array<'py>, F64Array<'py>, F64Array<'py>)> {
-    let DimStats { lo, md, hi } = with_pool(py, inputs, 1, |pool| Ok(pool.stats.clone()))?;
+    let DimStats { lo, md, hi } = with_pool(py, inputs, 1, None, |pool, _| Ok(pool.stats.clone()))?;
     Ok((
         lo.into_pyarray(py),
         md.into_pyarray(py),
@@ -202,7 +261,7 @@ fn sample_draws<'py>(
     count: usize,
     sample_dim: usize,
 ) -> PyResult<Draws<'py>> {
-    let (dims, q) = with_pool(py, inputs, 1, |pool| {
+    let (dims, q) = with_pool(py, inputs, 1, None, |pool, _| {
         Params {
             sample_dim,
             ..Params::default()
@@ -243,7 +302,7 @@ fn trace<'py>(
             "dims and q must be non-empty and of equal length",
         ));
     }
-    let effect = with_pool(py, inputs, 1, |pool| {
+    let effect = with_pool(py, inputs, 1, None, |pool, _| {
         if let Some(&bad) = dims.iter().find(|&&d| d as usize >= pool.d) {
             return Err(CoreError::InvalidValue(format!(
                 "dimension {bad} out of range 0..{}",

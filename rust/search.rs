@@ -13,22 +13,32 @@ use crate::columns::Pool;
 use crate::kernels::Isa;
 use std::cmp::Ordering;
 
-/// A row and its L1 distance to the query.
+/// A row and its L1 distance to the query. Laid out as (row, dist) so the
+/// AVX-512 pass can store both in one interleaved write.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C)]
 pub struct Neighbour {
-    /// Distance in the subspace, summed in f32 in `dims` order.
-    pub dist: f32,
     /// Row index.
     pub row: u32,
+    /// Distance in the subspace, summed in f32 in `dims` order; never
+    /// negative (a sum of absolute values), never NaN (inputs are checked).
+    pub dist: f32,
 }
 
 impl Neighbour {
+    /// One integer that orders neighbours nearer first, then lower row: the
+    /// bits of a non-negative float order like the float itself, so
+    /// selections compare plain u64s instead of calling a comparator.
+    #[inline]
+    pub fn key(&self) -> u64 {
+        debug_assert!(self.dist >= 0.0 && self.dist.is_sign_positive());
+        (u64::from(self.dist.to_bits()) << 32) | u64::from(self.row)
+    }
+
     /// Total order: nearer first, then lower row.
     #[inline]
     pub fn cmp_key(&self, other: &Self) -> Ordering {
-        self.dist
-            .total_cmp(&other.dist)
-            .then(self.row.cmp(&other.row))
+        self.key().cmp(&other.key())
     }
 }
 
@@ -45,7 +55,7 @@ pub fn distance(pool: &Pool, dims: &[u32], q: &[f32], row: usize) -> f32 {
 /// Keeps the `k` smallest neighbours (by `cmp_key`) of `v`, unordered.
 fn keep_smallest(v: &mut Vec<Neighbour>, k: usize) {
     if v.len() > k {
-        v.select_nth_unstable_by(k - 1, Neighbour::cmp_key);
+        v.select_nth_unstable_by_key(k - 1, Neighbour::key);
         v.truncate(k);
     }
 }
@@ -78,8 +88,8 @@ const LIMIT_MARGIN_SD: f64 = 3.0;
 /// Per-thread search state: the chosen kernels and reusable buffers.
 pub struct Searcher {
     isa: Isa,
-    sub_dist: Vec<f32>,
-    hits: (Vec<f32>, Vec<u32>),
+    sub_dist: Vec<u32>,
+    hits: Vec<u32>,
 }
 
 impl Searcher {
@@ -93,7 +103,7 @@ impl Searcher {
         Searcher {
             isa,
             sub_dist: Vec::new(),
-            hits: (Vec::new(), Vec::new()),
+            hits: Vec::new(),
         }
     }
 
@@ -108,14 +118,16 @@ impl Searcher {
         if rank >= m {
             return f32::INFINITY;
         }
+        // Distances as float bits: non-negative floats order like their
+        // bits, and selecting u32s is cheaper than a float comparator.
         self.sub_dist.clear();
-        self.sub_dist.resize(m, 0.0);
+        self.sub_dist.resize(m, 0);
         for (&d, &qd) in dims.iter().zip(q) {
             for (o, &x) in self.sub_dist.iter_mut().zip(pool.sub_column(d as usize)) {
-                *o += (x - qd).abs();
+                *o = (f32::from_bits(*o) + (x - qd).abs()).to_bits();
             }
         }
-        *self.sub_dist.select_nth_unstable_by(rank, f32::total_cmp).1
+        f32::from_bits(*self.sub_dist.select_nth_unstable(rank).1)
     }
 
     /// The `k` nearest rows to `q` (excluding `exclude`), unordered, written

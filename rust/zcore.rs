@@ -154,20 +154,46 @@ fn penalty_of(neighbours: &[Neighbour], exp: f64, out: &mut Vec<(u32, f64)>) {
     // w_j = d_j^-exp, normalised. Scaling by the smallest distance first
     // keeps every ratio in (0, 1], so no power overflows.
     let d0 = f64::from(first.dist);
-    let int_exp = exp.fract() == 0.0 && exp <= 64.0;
-    let mut total = 0.0;
-    for nb in neighbours {
-        let r = d0 / f64::from(nb.dist);
-        let w = if int_exp {
-            r.powi(exp as i32)
-        } else {
-            r.powf(exp)
-        };
-        total += w;
-        out.push((nb.row, w));
+    out.extend(
+        neighbours
+            .iter()
+            .map(|nb| (nb.row, d0 / f64::from(nb.dist))),
+    );
+    let int_exp = exp.fract() == 0.0 && (0.0..=64.0).contains(&exp);
+    // Common integer exponents get a loop with the power unrolled: `powi`
+    // is a libm call per neighbour.
+    match exp as u32 {
+        2 if int_exp => raise::<2>(out),
+        3 if int_exp => raise::<3>(out),
+        4 if int_exp => raise::<4>(out),
+        e if int_exp => out.iter_mut().for_each(|(_, w)| *w = pow_u32(*w, e)),
+        _ => out.iter_mut().for_each(|(_, w)| *w = w.powf(exp)),
     }
+    let total: f64 = out.iter().map(|&(_, w)| w).sum();
     for (_, w) in out.iter_mut() {
         *w /= total;
+    }
+}
+
+/// `x^e` by repeated squaring (same rounding for the same inputs on every
+/// thread, which is all determinism needs).
+#[inline(always)]
+fn pow_u32(x: f64, mut e: u32) -> f64 {
+    let (mut acc, mut base) = (1.0, x);
+    while e > 0 {
+        if e & 1 == 1 {
+            acc *= base;
+        }
+        base *= base;
+        e >>= 1;
+    }
+    acc
+}
+
+/// Raises every weight to the power `E`.
+fn raise<const E: u32>(out: &mut [(u32, f64)]) {
+    for (_, w) in out.iter_mut() {
+        *w = pow_u32(*w, E);
     }
 }
 
@@ -217,8 +243,11 @@ const CHUNK: usize = 64;
 /// Samples whose draws are made and ordered together (bounds their memory).
 const BATCH: u64 = 1 << 22;
 
-/// Bytes of columns one tile of samples reads; sized to stay in a core's L2.
-const TILE_BYTES: usize = 3 << 20;
+/// Bytes of the columns that stay resident while a run of samples streams
+/// its other column past them: about half a core's L2 (2 MiB on the
+/// machines we measure), leaving room for the streamed column and the
+/// thread's score buffer.
+const RESIDENT_BYTES: usize = 5 << 18;
 
 /// The draws of a batch of samples, in cache-friendly processing order.
 struct Batch {
@@ -229,10 +258,9 @@ struct Batch {
 }
 
 impl Batch {
-    /// Draws samples `first..first + len` and orders them by tile: samples
-    /// whose dimensions fall in the same two groups of columns run back to
-    /// back, so those columns are read from cache rather than memory. Order
-    /// does not change results (see the module doc).
+    /// Draws samples `first..first + len` and orders them so that samples
+    /// reading the same columns run back to back, from cache rather than
+    /// memory. Order does not change results (see the module doc).
     fn new(pool: &Pool, p: &Params, first: u64, len: usize) -> Batch {
         use rayon::prelude::*;
         let m = p.sample_dim;
@@ -242,17 +270,19 @@ impl Batch {
             .zip(q.par_chunks_mut(m))
             .enumerate()
             .for_each(|(i, (d, x))| draw_into(&pool.stats, p.seed, first + i as u64, d, x));
-        let group = (TILE_BYTES / (2 * 4 * pool.n)).max(1) as u64;
-        let groups = (pool.d as u64).div_ceil(group);
+        // Samples are ordered by (group of their lower dimension, higher
+        // dimension): a group of columns stays in cache while each higher
+        // column is read from memory once for all the samples that share
+        // it, instead of once per sample.
+        let group = (RESIDENT_BYTES / (4 * pool.n)).max(1) as u64;
         let mut keyed: Vec<u64> = dims
             .chunks(m)
             .enumerate()
             .map(|(i, d)| {
-                let (a, b) = (
-                    u64::from(d[0]) / group,
-                    u64::from(*d.get(1).unwrap_or(&d[0])) / group,
-                );
-                let tile = a.min(b) * groups + a.max(b);
+                let (lo, hi) = d
+                    .iter()
+                    .fold((u32::MAX, 0), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+                let tile = (u64::from(lo) / group) * pool.d as u64 + u64::from(hi);
                 (tile << 32) | i as u64
             })
             .collect();
@@ -295,7 +325,9 @@ fn worker(
             let winner = run_sample(pool, k, p.redund_exp, &mut s, &mut penalties);
             acc[winner as usize] += FIXED_ONE as i64;
             for &(row, w) in &penalties {
-                acc[row as usize] -= (w * FIXED_ONE).round() as i64;
+                // w >= 0: adding 0.5 and truncating rounds to nearest
+                // without a libm call.
+                acc[row as usize] -= (w * FIXED_ONE + 0.5) as i64;
             }
         }
         done.fetch_add((end - start) as u64, Ordering::Relaxed);

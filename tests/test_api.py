@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -82,6 +84,28 @@ def test_progress_reports_to_the_end_and_can_cancel(x: np.ndarray) -> None:
 
     with pytest.raises(RuntimeError, match="stop here"):
         zcore_fast.score(x, n_sample=10**9, progress=stop)
+
+
+def test_progress_runs_on_the_calling_thread(x: np.ndarray) -> None:
+    callers: set[int] = set()
+    zcore_fast.score(x, progress=lambda d, t: callers.add(threading.get_ident()), **FAST)
+    assert callers == {threading.get_ident()}
+
+
+def test_sigint_raises_keyboard_interrupt_within_a_second(x: np.ndarray) -> None:
+    # A shell or test runner may have left SIGINT ignored; Python's default
+    # handler is what turns it into KeyboardInterrupt.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(0.5, os.kill, args=(os.getpid(), signal.SIGINT))
+    start = time.perf_counter()
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            zcore_fast.score(x, n_sample=10**10)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    assert time.perf_counter() - start < 1.5
 
 
 def test_library_never_prints(x: np.ndarray, capfd) -> None:
