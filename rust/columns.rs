@@ -6,7 +6,7 @@
 //! column also gets its min/median/max, which parameterise the sample
 //! points, and a small strided row subsample used to estimate radii.
 
-use crate::error::{invalid, Result};
+use crate::error::{invalid, CoreError, Result};
 use crate::npy::Dtype;
 use half::f16;
 use rayon::prelude::*;
@@ -92,6 +92,16 @@ impl Pool {
     /// current rayon pool. Refuses mismatched row counts, too few rows, and
     /// NaN/Inf values (naming the rows).
     pub fn build(sources: &[Source<'_>]) -> Result<Pool> {
+        Self::build_until(sources, &|| true)
+    }
+
+    /// `build`, giving up with `CoreError::Cancelled` soon after
+    /// `keep_going()` turns false (checked per block of columns), so that
+    /// Ctrl-C also stops the preparation of a large pool.
+    pub fn build_until(
+        sources: &[Source<'_>],
+        keep_going: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Pool> {
         let Some(first) = sources.first() else {
             return Err(invalid!("no embeddings given"));
         };
@@ -118,7 +128,10 @@ impl Pool {
         if d == 0 {
             return Err(invalid!("embeddings have 0 dimensions"));
         }
-        let values = transpose(sources, n, d);
+        let values = transpose(sources, n, d, keep_going);
+        if !keep_going() {
+            return Err(CoreError::Cancelled);
+        }
         check_finite(&values, n)?;
         let stats: Vec<(f64, f64, f64)> = values
             .par_chunks(n)
@@ -166,7 +179,12 @@ fn summarise(col: &[f32], scratch: &mut Vec<f32>) -> (f64, f64, f64) {
 /// Dimensions transposed per task: 16 f32 of a C-order row share a cache line.
 const DIM_BLOCK: usize = 16;
 
-fn transpose(sources: &[Source<'_>], n: usize, d: usize) -> Vec<f32> {
+fn transpose(
+    sources: &[Source<'_>],
+    n: usize,
+    d: usize,
+    keep_going: &(dyn Fn() -> bool + Sync),
+) -> Vec<f32> {
     // (source, column in source) of every output dimension.
     let owners: Vec<(usize, usize)> = sources
         .iter()
@@ -178,6 +196,9 @@ fn transpose(sources: &[Source<'_>], n: usize, d: usize) -> Vec<f32> {
         .par_chunks_mut(n * DIM_BLOCK)
         .enumerate()
         .for_each(|(block, out)| {
+            if !keep_going() {
+                return;
+            }
             let dims = &owners[block * DIM_BLOCK..(block * DIM_BLOCK + out.len() / n)];
             for row in 0..n {
                 for (k, &(src, col)) in dims.iter().enumerate() {
@@ -257,6 +278,29 @@ pub(crate) mod tests {
             (pool.stats.lo[2], pool.stats.md[2], pool.stats.hi[2]),
             (5.0, 5.0, 5.0)
         );
+    }
+
+    #[test]
+    fn build_stops_when_told() {
+        let rows: Vec<Vec<f32>> = (0..50).map(|i| vec![i as f32; 40]).collect();
+        let bytes: Vec<u8> = rows
+            .iter()
+            .flatten()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let s = Source {
+            bytes: &bytes,
+            dtype: Dtype::F32,
+            rows: 50,
+            cols: 40,
+            fortran_order: false,
+            name: "t",
+        };
+        assert!(matches!(
+            Pool::build_until(&[s], &|| false),
+            Err(CoreError::Cancelled)
+        ));
+        assert!(Pool::build_until(&[s], &|| true).is_ok());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 type F64Array<'py> = Bound<'py, PyArray1<f64>>;
 type Draws<'py> = (Bound<'py, PyArray2<u32>>, Bound<'py, PyArray2<f32>>);
+type Scored<'py> = (Bound<'py, PyArray1<f32>>, F64Array<'py>, F64Array<'py>);
 type Trace<'py> = (u32, Bound<'py, PyArray1<u32>>, F64Array<'py>);
 
 pyo3::create_exception!(
@@ -179,7 +180,10 @@ fn with_pool<T: Send>(
                         Ok(())
                     }
                 };
-                let out = pool.install(|| Pool::build(sources).and_then(|p| f(&p, &mut report)));
+                let keep_going = || !cancel.load(Ordering::Relaxed);
+                let out = pool.install(|| {
+                    Pool::build_until(sources, &keep_going).and_then(|p| f(&p, &mut report))
+                });
                 let _ = tx.send(());
                 out
             });
@@ -205,6 +209,10 @@ fn with_pool<T: Send>(
 }
 
 /// Scores the concatenation of `inputs` (paths or arrays). See `zcore_fast.score`.
+///
+/// Returns (scores float32, raw scores of the first half of the samples,
+/// raw scores of the second half), the halves in float64 and without noise,
+/// for the convergence report.
 #[pyfunction]
 #[pyo3(signature = (inputs, *, n_sample, sample_dim, redund_nn, redund_exp, rand_init, seed, threads, progress=None))]
 #[allow(clippy::too_many_arguments)]
@@ -219,7 +227,7 @@ fn score<'py>(
     seed: u64,
     threads: usize,
     progress: Option<Py<PyAny>>,
-) -> PyResult<Bound<'py, PyArray1<f32>>> {
+) -> PyResult<Scored<'py>> {
     let params = Params {
         n_sample,
         sample_dim,
@@ -229,10 +237,22 @@ fn score<'py>(
         seed,
         threads,
     };
-    let scores = with_pool(py, inputs, threads, progress.as_ref(), |pool, report| {
-        zcore::score(pool, &params, report)
-    })?;
-    Ok(scores.into_pyarray(py))
+    let (scores, first, second) =
+        with_pool(py, inputs, threads, progress.as_ref(), |pool, report| {
+            let halves = zcore::raw_halves(pool, &params, report)?;
+            let total =
+                zcore::to_float(halves.first.iter().zip(&halves.second).map(|(a, b)| a + b));
+            Ok((
+                zcore::finish(total, &params),
+                zcore::to_float(halves.first.into_iter()),
+                zcore::to_float(halves.second.into_iter()),
+            ))
+        })?;
+    Ok((
+        scores.into_pyarray(py),
+        first.into_pyarray(py),
+        second.into_pyarray(py),
+    ))
 }
 
 /// Per-dimension (min, median, max) of the concatenated inputs, in float64.

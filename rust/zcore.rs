@@ -343,25 +343,62 @@ pub fn raw_scores(
     p: &Params,
     progress: &mut dyn FnMut(u64, u64) -> Result<()>,
 ) -> Result<Vec<f64>> {
+    let halves = raw_halves(pool, p, progress)?;
+    Ok(to_float(
+        halves.first.iter().zip(&halves.second).map(|(a, b)| a + b),
+    ))
+}
+
+/// Raw scores of the first and second half of the samples, in fixed point.
+/// Their sum is exactly the raw score of all samples (integer sums do not
+/// depend on order), and their agreement measures convergence: two
+/// independent half-runs that rank rows alike mean more samples would
+/// change little.
+pub struct Halves {
+    /// Samples `0 .. n_sample / 2`.
+    pub first: Vec<i64>,
+    /// Samples `n_sample / 2 .. n_sample`.
+    pub second: Vec<i64>,
+}
+
+/// Raw scores of each half of the samples (see `Halves`).
+pub fn raw_halves(
+    pool: &Pool,
+    p: &Params,
+    progress: &mut dyn FnMut(u64, u64) -> Result<()>,
+) -> Result<Halves> {
     p.validate(pool.n, pool.d)?;
     let mut accs: Vec<Vec<i64>> = (0..p.threads).map(|_| vec![0i64; pool.n]).collect();
-    let mut first = 0;
-    while first < p.n_sample {
-        let len = (p.n_sample - first).min(BATCH) as usize;
-        let batch = Batch::new(pool, p, first, len);
-        run_batch(pool, p, &batch, &mut accs, &mut |done| {
-            progress(first + done, p.n_sample)
-        })?;
-        first += len as u64;
+    let mid = p.n_sample / 2;
+    let mut halves = Vec::with_capacity(2);
+    for range in [0..mid, mid..p.n_sample] {
+        let mut first = range.start;
+        while first < range.end {
+            let len = (range.end - first).min(BATCH) as usize;
+            let batch = Batch::new(pool, p, first, len);
+            run_batch(pool, p, &batch, &mut accs, &mut |done| {
+                progress(first + done, p.n_sample)
+            })?;
+            first += len as u64;
+        }
+        // Reduce the threads' buffers into this half and clear them for the next.
+        let mut total = vec![0i64; pool.n];
+        for part in &mut accs {
+            for (t, v) in total.iter_mut().zip(part.iter_mut()) {
+                *t += std::mem::take(v);
+            }
+        }
+        halves.push(total);
     }
     progress(p.n_sample, p.n_sample)?;
-    let mut total = vec![0i64; pool.n];
-    for part in &accs {
-        for (t, v) in total.iter_mut().zip(part) {
-            *t += v;
-        }
-    }
-    Ok(total.into_iter().map(|v| v as f64 / FIXED_ONE).collect())
+    let second = halves.pop().unwrap_or_default();
+    let first = halves.pop().unwrap_or_default();
+    Ok(Halves { first, second })
+}
+
+/// Fixed-point sums back to floats.
+pub fn to_float(fixed: impl Iterator<Item = i64>) -> Vec<f64> {
+    fixed.map(|v| v as f64 / FIXED_ONE).collect()
 }
 
 /// Runs one batch on `p.threads` workers, reporting progress from this thread.
@@ -413,13 +450,18 @@ pub fn score(
     p: &Params,
     progress: &mut dyn FnMut(u64, u64) -> Result<()>,
 ) -> Result<Vec<f32>> {
-    let mut raw = raw_scores(pool, p, progress)?;
+    let raw = raw_scores(pool, p, progress)?;
+    Ok(finish(raw, p))
+}
+
+/// Adds the `rand_init` noise (when on) to raw scores and normalises them.
+pub fn finish(mut raw: Vec<f64>, p: &Params) -> Vec<f32> {
     if p.rand_init {
         for (row, v) in raw.iter_mut().enumerate() {
             *v += Stream::new(p.seed, STREAM_NOISE, row as u64).unit_open();
         }
     }
-    Ok(normalise(&raw))
+    normalise(&raw)
 }
 
 /// Min-max normalisation to [0, 1]; a constant vector maps to zeros.

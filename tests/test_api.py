@@ -12,7 +12,7 @@ import pytest
 import zcore_fast
 from reference import clustered
 
-FAST = {"n_sample": 2000, "redund_nn": 50}
+FAST = {"n_sample": 2000, "redund_nn": 50, "backend": "cpu"}
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +143,38 @@ def test_tiny_and_degenerate_pools_work() -> None:
     dupes[::7] = 2.0
     s = zcore_fast.score(dupes, n_sample=500)  # N <= redund_nn, duplicates, constant
     assert np.all((s >= 0) & (s <= 1))
+
+
+def test_report_halves_sum_to_the_full_run_and_measure_convergence(x: np.ndarray) -> None:
+    report = zcore_fast.score_report(x, **FAST)
+    assert np.array_equal(report.scores, zcore_fast.score(x, **FAST))
+    assert report.n_sample == 2000 and report.parameters["redund_nn"] == 50
+    # Different halves of a real run agree somewhat but not perfectly.
+    assert 0.0 < report.convergence < 1.0
+    # More samples: the halves agree better.
+    longer = zcore_fast.score_report(x, n_sample=40_000, redund_nn=50)
+    assert longer.convergence > report.convergence
+
+
+def test_spearman_matches_a_direct_rank_computation() -> None:
+    from zcore_fast.methods.zcore import spearman
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 6, 300).astype(float)  # many ties
+    b = a + rng.normal(size=300)
+
+    def avg_ranks(v: np.ndarray) -> np.ndarray:
+        return np.array([(v < t).sum() + ((v == t).sum() - 1) / 2 for t in v])
+
+    expect = np.corrcoef(avg_ranks(a), avg_ranks(b))[0, 1]
+    assert spearman(a, b) == pytest.approx(expect, abs=1e-12)
+    assert np.isnan(spearman(np.zeros(5), b[:5]))
+
+
+def test_auto_sample_count_grows_with_the_pool() -> None:
+    assert zcore_fast.auto_n_sample(50_000) == 1_000_000
+    assert zcore_fast.auto_n_sample(10**8) == 10**7
+    assert zcore_fast.auto_n_sample(3, redund_nn=1000) == 1_000_000
+    tiny = clustered(300, 8, seed=4)
+    report = zcore_fast.score_report(tiny, n_sample="auto", redund_nn=20, threads=2)
+    assert report.n_sample == 1_000_000 and report.scores.shape == (300,)

@@ -73,6 +73,17 @@ def test_score_command_and_concatenation(emb, tmp_path) -> None:
     assert np.load(out).shape == (500,)
 
 
+def test_auto_sample_count_and_convergence_in_json(emb, tmp_path, capsys) -> None:
+    out = tmp_path / "s.npy"
+    argv = ["score", str(emb), "-o", str(out), "--n-sample", "auto", "--redund-nn", "50"]
+    assert main([*argv, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["parameters"]["n_sample"] == 1_000_000
+    assert 0.0 < summary["convergence"]["spearman_halves"] <= 1.0
+    assert main(["score", str(emb), "-o", str(out), "--n-sample", "lots"]) == 2
+    assert "auto" in capsys.readouterr().err
+
+
 def test_example_runs(tmp_path) -> None:
     out = tmp_path / "c.npy"
     assert main(["select", "--example", "--budget", "100", "-o", str(out), "--quiet", *FAST]) == 0
@@ -110,9 +121,9 @@ def test_outputs_are_checked_before_work(emb, tmp_path, capsys) -> None:
 
 
 def test_usage_errors_exit_2(capsys) -> None:
-    with pytest.raises(SystemExit) as e:
-        main(["select", "--budget", "0.1"])
-    assert e.value.code == 2
+    assert main(["select", "--budget", "0.1"]) == 2
+    assert "usage:" in capsys.readouterr().err
+    assert main(["--help"]) == 0
 
 
 def test_ctrl_c_stops_within_a_second_and_writes_nothing(emb, tmp_path) -> None:
@@ -147,3 +158,11 @@ def test_ctrl_c_stops_within_a_second_and_writes_nothing(emb, tmp_path) -> None:
     assert "interrupted" in proc.stderr.read().decode()
     assert not out.exists()
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".c.npy")]
+
+
+def test_outputs_get_ordinary_file_permissions(emb, tmp_path) -> None:
+    out = tmp_path / "c.npy"
+    assert main(["select", str(emb), "--budget", "10", "-o", str(out), "--quiet", *FAST]) == 0
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -6,21 +6,35 @@
 """
 
 from zcore_fast._native import ZCoreError
+from zcore_fast.embedding import EmbedResult, embed  # torch only when embed() runs
+from zcore_fast.evaluation import EvalResults, evaluate, plot_accuracy, plot_score_map
 from zcore_fast.io import as_sources, example_embeddings, save_selection
-from zcore_fast.methods.zcore import DEFAULTS, score
+from zcore_fast.methods import METHODS, select_with
+from zcore_fast.methods.zcore import DEFAULTS, ScoreReport, auto_n_sample, score, score_report
 from zcore_fast.select import budget_from_prune_rate, keep_count, select
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULTS",
+    "METHODS",
+    "EmbedResult",
+    "EvalResults",
+    "ScoreReport",
     "ZCoreError",
     "__version__",
     "as_sources",
+    "auto_n_sample",
     "budget_from_prune_rate",
+    "embed",
+    "evaluate",
     "example_embeddings",
     "keep_count",
+    "plot_accuracy",
+    "plot_score_map",
     "save_selection",
     "score",
+    "score_report",
     "select",
+    "select_with",
 ]

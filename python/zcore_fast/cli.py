@@ -18,6 +18,16 @@ from typing import Any
 import numpy as np
 
 from zcore_fast import _native
+from zcore_fast.backends import BACKENDS
+from zcore_fast.cli_embed import add_embed_command, run_embed_command
+from zcore_fast.cli_evaluate import (
+    QUALITY_COMMANDS,
+    add_quality_commands,
+    report_quality,
+    run_quality,
+)
+from zcore_fast.cli_methods import add_method_flags, options_from_args, run_select
+from zcore_fast.cli_usage import UsageError
 from zcore_fast.io import (
     as_sources,
     check_output_path,
@@ -25,13 +35,9 @@ from zcore_fast.io import (
     save_array,
     save_selection,
 )
-from zcore_fast.methods.zcore import DEFAULTS, score
+from zcore_fast.methods.zcore import DEFAULTS, score_report
 from zcore_fast.progress import ProgressBar
 from zcore_fast.select import budget_from_prune_rate, keep_count, select
-
-
-class UsageError(Exception):
-    """A bad command line (exit status 2)."""
 
 
 def _budget(text: str) -> float | int:
@@ -46,6 +52,19 @@ def _budget(text: str) -> float | int:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
+def _sample_count(text: str) -> int | str:
+    """The --n-sample flag: a positive count or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'not a count or "auto": {text!r}') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("embeddings", nargs="*", help=".npy files (N x D each), concatenated along D")
     p.add_argument(
@@ -56,9 +75,10 @@ def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("ZCore parameters (paper names)")
     g.add_argument(
         "--n-sample",
-        type=int,
+        type=_sample_count,
         default=DEFAULTS["n_sample"],
-        help="random subspace samples (default %(default)s)",
+        help='random subspace samples, or "auto": chosen from the pool size '
+        "(default %(default)s)",
     )
     g.add_argument(
         "--sample-dim",
@@ -86,6 +106,13 @@ def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="default %(default)s")
     g.add_argument("--threads", type=int, default=None, help="default: all cores")
+    g.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto: a CUDA GPU when PyTorch sees one, else cpu (the Rust engine); "
+        "cuda: PyTorch on GPUs; torch: PyTorch on the CPU (default %(default)s)",
+    )
     o = p.add_argument_group("output")
     o.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     o.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -114,9 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="indices: .npy (int64), .txt (one a line) or .csv (index,score,rank)",
     )
     sel.add_argument("--scores-out", help="also write all scores (.npy, float32)")
+    add_method_flags(sel)  # --method and its flags (cli_methods.py)
     sc = sub.add_parser("score", help="score embeddings and write the scores")
     _add_scoring_flags(sc)
     sc.add_argument("-o", "--output", required=True, help="scores .npy (float32, one per row)")
+    add_quality_commands(sub)  # evaluate, plot (cli_evaluate.py)
+    add_embed_command(sub)  # embed (cli_embed.py)
     return parser
 
 
@@ -144,6 +174,8 @@ def _check_outputs(args: argparse.Namespace, sources: list[Any]) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Runs a parsed command; returns the summary it reports."""
+    if args.command in QUALITY_COMMANDS:
+        return run_quality(args)
     sources = _inputs(args)
     budget: float | int | None = None
     if args.command == "select":
@@ -161,6 +193,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             keep_count(budget, n)
         except (ValueError, TypeError) as e:
             raise UsageError(str(e)) from None
+    if args.command == "select":
+        options_from_args(args)  # a flag of another method is a usage error
+        if args.method != "zcore":
+            return run_select(args, sources, budget, n, d)  # type: ignore[arg-type]
     params = {
         "n_sample": args.n_sample,
         "sample_dim": args.sample_dim,
@@ -169,17 +205,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rand_init": args.rand_init,
         "seed": args.seed,
         "threads": args.threads,
+        "backend": args.backend,
     }
     show = not args.quiet and not args.json and sys.stdout.isatty()
     start = time.perf_counter()
-    with ProgressBar(enabled=show, total=args.n_sample) as bar:
-        scores = score(sources, progress=bar.update, **params)
+    with ProgressBar(enabled=show, total=None) as bar:
+        report = score_report(sources, progress=bar.update, **params)
+    scores = report.scores
     seconds = time.perf_counter() - start
     summary: dict[str, Any] = {
         "n": n,
         "d": d,
         "seconds": round(seconds, 3),
-        "parameters": params,
+        "parameters": report.parameters,
+        "convergence": {
+            "spearman_halves": None
+            if np.isnan(report.convergence)
+            else round(report.convergence, 4),
+            "meaning": "Spearman rho between the scores of two independent halves of the "
+            "samples; near 1 means more samples would hardly change the ranking",
+        },
         "output": str(args.output),
     }
     if args.command == "select":
@@ -188,7 +233,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.scores_out:
             save_array(args.scores_out, scores)
             summary["scores_out"] = str(args.scores_out)
-        summary.update(budget=budget, kept=int(indices.size))
+        summary.update(method="zcore", budget=budget, kept=int(indices.size))
     else:
         save_array(args.output, scores)
     return summary
@@ -209,6 +254,9 @@ def _shape(sources: Sequence[Any]) -> tuple[int, int]:
 
 
 def _report(summary: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.command in QUALITY_COMMANDS:
+        report_quality(summary, args)
+        return
     if args.json:
         print(json.dumps(summary))
     elif not args.quiet:
@@ -227,10 +275,15 @@ def _report(summary: dict[str, Any], args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `zcore-fast`; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # usage error (2) or --help (0): return, don't exit
+        return e.code if isinstance(e.code, int) else 2
     if threading.current_thread() is threading.main_thread():
         # A shell may start us with SIGINT ignored; Ctrl-C must still stop us.
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if args.command == "embed":  # reports its own errors (cli_embed.py)
+        return run_embed_command(args, parser)
     try:
         summary = run(args)
     except UsageError as e:
@@ -240,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("zcore-fast: interrupted; no output written", file=sys.stderr)
         return 130
-    except (OSError, ValueError, TypeError, _native.ZCoreError) as e:
+    except (OSError, ValueError, TypeError, ImportError, _native.ZCoreError) as e:
         if args.debug:
             raise
         print(f"zcore-fast: error: {e}", file=sys.stderr)

@@ -93,11 +93,21 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp creates 0600; give the output the permissions a plain
+        # open() would have (0666 less the umask).
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it; restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def save_array(path: PathLike, array: np.ndarray) -> None:
@@ -106,11 +116,13 @@ def save_array(path: PathLike, array: np.ndarray) -> None:
         np.save(handle, array)
 
 
-def save_selection(path: PathLike, indices: np.ndarray, scores: np.ndarray) -> None:
+def save_selection(path: PathLike, indices: np.ndarray, scores: np.ndarray | None) -> None:
     """Saves selected indices in the format the extension names.
 
     .npy: int64 indices; .txt: one index a line; .csv: index,score,rank
-    (rank 1 is the highest score). Written atomically.
+    (rank = position in `indices`, 1 first: the highest score for ZCore; the
+    score cell is empty when `scores` is None, e.g. for random). Written
+    atomically.
     """
     suffix = Path(path).suffix.lower()
     if suffix == ".npy":
@@ -121,8 +133,11 @@ def save_selection(path: PathLike, indices: np.ndarray, scores: np.ndarray) -> N
     elif suffix == ".csv":
         with atomic_write(path, "w") as handle:
             handle.write("index,score,rank\n")
-            for rank, (i, s) in enumerate(zip(indices.tolist(), scores[indices].tolist()), 1):
-                handle.write(f"{i},{s:.9g},{rank}\n")
+            if scores is None:
+                handle.write("".join(f"{i},,{r}\n" for r, i in enumerate(indices.tolist(), 1)))
+            else:
+                for rank, (i, s) in enumerate(zip(indices.tolist(), scores[indices].tolist()), 1):
+                    handle.write(f"{i},{s:.9g},{rank}\n")
     else:
         raise ValueError(
             f"{path}: unknown output format {suffix or '(none)'}; use .npy, .txt or .csv"

@@ -17,9 +17,12 @@ from rich.progress import (
 
 
 class ProgressBar:
-    """Shows samples done, samples/s and ETA on stderr when `enabled`."""
+    """Shows samples (or other `unit`s) done, their rate and ETA on stderr when
+    `enabled`."""
 
-    def __init__(self, *, enabled: bool, total: int, label: str = "scoring") -> None:
+    def __init__(
+        self, *, enabled: bool, total: int | None, label: str = "scoring", unit: str = "samples"
+    ) -> None:
         self.enabled = enabled
         self._progress: Progress | None = None
         self._task: TaskID | None = None
@@ -28,7 +31,7 @@ class ProgressBar:
                 TextColumn(f"[bold]{label}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]} samples/s"),
+                TextColumn(f"{{task.fields[rate]}} {unit}/s"),
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),

@@ -2,15 +2,75 @@
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Callable
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Union
 
 import numpy as np
 
-from zcore_fast import _native
+from zcore_fast import _native, backends
 from zcore_fast.io import Embeddings, as_sources
 
 ProgressFn = Callable[[int, int], object]
+SampleCount = Union[int, Literal["auto"]]
+
+#: `n_sample="auto"` aims for this many redundancy penalties per row on
+#: average, so that at 10^7-10^8 rows most rows are still looked at.
+PENALTIES_PER_ROW = 100
+
+
+def auto_n_sample(n: int, redund_nn: int = 1000) -> int:
+    """The sample count `n_sample="auto"` chooses for a pool of `n` rows.
+
+    The paper's 10^6 samples, raised where that would leave rows barely
+    touched: each sample penalises `redund_nn` rows, so at least
+    PENALTIES_PER_ROW * n / redund_nn samples (10^7 for 10^8 rows).
+    """
+    return max(1_000_000, math.ceil(PENALTIES_PER_ROW * n / max(1, min(redund_nn, n - 1))))
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation with average ranks for ties (NaN when
+    either input is constant)."""
+    ra, rb = _average_ranks(a), _average_ranks(b)
+    ra -= ra.mean()
+    rb -= rb.mean()
+    denom = math.sqrt(float(ra @ ra) * float(rb @ rb))
+    return float(ra @ rb) / denom if denom > 0 else float("nan")
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    sorted_x = x[order]
+    # Rows with equal values share the mean of the ranks they span.
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
+    ends = np.r_[starts[1:], x.size]
+    mean_rank = (starts + ends - 1) / 2.0
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return ranks
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    """Scores plus what a user needs to trust them."""
+
+    #: float32 scores in [0, 1], shape (N,): higher means keep.
+    scores: np.ndarray = field(repr=False)
+    #: Samples drawn (resolved when `n_sample="auto"`).
+    n_sample: int
+    #: Spearman rho between the raw scores of the first and the second half
+    #: of the samples (two independent half-runs). Near 1: more samples
+    #: would hardly change the ranking; well below 1: consider more samples.
+    #: NaN when a half has no signal (e.g. a single sample).
+    convergence: float
+    #: Wall time of scoring, seconds.
+    seconds: float
+    #: The parameters used, by the paper's names (plus seed and threads).
+    parameters: dict[str, object]
+
 
 #: The paper's defaults, by the paper's names.
 DEFAULTS: dict[str, object] = {
@@ -42,7 +102,7 @@ def _positive_int(name: str, value: object) -> int:
 def score(
     embeddings: Embeddings,
     *,
-    n_sample: int = 1_000_000,
+    n_sample: SampleCount = 1_000_000,
     sample_dim: int = 2,
     redund_nn: int = 1000,
     redund_exp: float = 4.0,
@@ -50,6 +110,8 @@ def score(
     seed: int = 0,
     threads: int | None = None,
     progress: ProgressFn | None = None,
+    backend: str = "auto",
+    device: object = None,
 ) -> np.ndarray:
     """ZCore scores of every row of `embeddings`, float32 in [0, 1].
 
@@ -58,7 +120,8 @@ def score(
             included), a path to a .npy file (memory-mapped, never loaded
             whole), or a list of these concatenated along dimensions (same
             row count each).
-        n_sample: random subspace samples (paper: n_sample).
+        n_sample: random subspace samples (paper: n_sample), or "auto" to
+            choose from the pool size (see `auto_n_sample`).
         sample_dim: dimensions per subspace (paper: sample_dim).
         redund_nn: nearest neighbours penalised per sample (paper: redund_nn).
         redund_exp: exponent of the inverse-distance penalty (paper: redund_exp).
@@ -68,24 +131,73 @@ def score(
         threads: worker threads; default all available cores.
         progress: called as progress(done, total) from the calling thread
             about every 50 ms; raising from it stops scoring and propagates.
+        backend: "auto" (a CUDA GPU when PyTorch sees one, else the Rust CPU
+            engine), "cpu" (the Rust engine), "cuda" (PyTorch on GPUs) or
+            "torch" (PyTorch on `device`, default the CPU). The same seed
+            draws the same samples on every backend; see README "GPU backend"
+            for float16 storage and tolerances. `threads` is for "cpu" only.
+        device: torch device(s) for "torch"/"cuda": "cuda:1", or a list to
+            split the samples across; default every visible GPU for "cuda".
 
     Returns:
-        float32 array of shape (N,): higher means keep.
+        float32 array of shape (N,): higher means keep. `score_report`
+        returns the same scores with the sample count used and a
+        convergence measure.
 
     Raises:
         FileNotFoundError, ValueError, TypeError: for bad input, with what to do.
         KeyboardInterrupt: on Ctrl-C (checked about every 50 ms).
     """
+    return score_report(
+        embeddings,
+        n_sample=n_sample,
+        sample_dim=sample_dim,
+        redund_nn=redund_nn,
+        redund_exp=redund_exp,
+        rand_init=rand_init,
+        seed=seed,
+        threads=threads,
+        progress=progress,
+        backend=backend,
+        device=device,
+    ).scores
+
+
+def score_report(
+    embeddings: Embeddings,
+    *,
+    n_sample: SampleCount = 1_000_000,
+    sample_dim: int = 2,
+    redund_nn: int = 1000,
+    redund_exp: float = 4.0,
+    rand_init: bool = True,
+    seed: int = 0,
+    threads: int | None = None,
+    progress: ProgressFn | None = None,
+    backend: str = "auto",
+    device: object = None,
+) -> ScoreReport:
+    """ZCore scores with the sample count used and a convergence measure.
+
+    Same arguments as `score`. The convergence is the Spearman rho between
+    the raw scores of the first and second half of the samples; it costs
+    nothing extra (the halves sum exactly to the full run).
+    """
     sources = as_sources(embeddings)
-    n_sample = _positive_int("n_sample", n_sample)
     sample_dim = _positive_int("sample_dim", sample_dim)
     redund_nn = _positive_int("redund_nn", redund_nn)
+    if n_sample == "auto":
+        n_sample = auto_n_sample(_rows(sources), redund_nn)
+    n_sample = _positive_int("n_sample", n_sample)
     threads = available_threads() if threads is None else _positive_int("threads", threads)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if progress is not None and not callable(progress):
         raise TypeError("progress must be callable as progress(done, total)")
-    return _native.score(
+    engine, devices = backends.resolve(backend, device)
+    start = time.perf_counter()
+    run = _native.score if engine == "cpu" else backends.scorer(devices)
+    scores, first, second = run(
         sources,
         n_sample=n_sample,
         sample_dim=sample_dim,
@@ -96,3 +208,32 @@ def score(
         threads=threads,
         progress=progress,
     )
+    seconds = time.perf_counter() - start
+    return ScoreReport(
+        scores=scores,
+        n_sample=n_sample,
+        convergence=spearman(first, second),
+        seconds=seconds,
+        parameters={
+            "n_sample": n_sample,
+            "sample_dim": sample_dim,
+            "redund_nn": redund_nn,
+            "redund_exp": float(redund_exp),
+            "rand_init": bool(rand_init),
+            "seed": int(seed),
+            "threads": threads,
+            "backend": engine,
+        },
+    )
+
+
+def _rows(sources: list[object]) -> int:
+    """Row count of the first source (the engine checks they all agree).
+    0 for an unreadable file: the engine then reports what is wrong."""
+    first = sources[0]
+    if isinstance(first, np.ndarray):
+        return int(first.shape[0])
+    try:
+        return int(np.load(first, mmap_mode="r").shape[0])
+    except (OSError, ValueError, IndexError):
+        return 0

@@ -1,0 +1,216 @@
+"""Every selection method behind one call: `select_with(method, ...)`."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from zcore_fast.io import Embeddings
+from zcore_fast.methods import ccs, elfs, moderate
+from zcore_fast.methods import random as random_method
+from zcore_fast.methods import zcore as zcore_method
+from zcore_fast.methods.base import ProgressFn, Selection, positive_int, seed_int
+from zcore_fast.methods.classes import Labels
+from zcore_fast.methods.rows import open_rows
+from zcore_fast.methods.scorers import (
+    CLASS_OPTIONS,
+    DYNAMICS_OPTIONS,
+    SCORE_OPTIONS,
+    ZCORE_OPTIONS,
+    check_options,
+    refuse_labels,
+)
+from zcore_fast.select import Budget, keep_count
+from zcore_fast.select import select as top_scores
+
+#: The selection methods, by name.
+METHODS: tuple[str, ...] = ("zcore", "moderate", "elfs", "ccs", "random")
+
+#: Each method's own options (besides seed, labels, threads, progress). CCS
+#: also takes the options of the score it stratifies (`method_options`).
+OWN_OPTIONS: dict[str, tuple[str, ...]] = {
+    "zcore": ZCORE_OPTIONS,
+    "moderate": CLASS_OPTIONS,
+    "elfs": (*DYNAMICS_OPTIONS, "score", "beta", "beta_grid"),
+    "ccs": ("score", "descending", "mis_ratio", "strata"),
+    "random": (),
+}
+
+
+def method_options(method: str, score: object = "zcore") -> tuple[str, ...]:
+    """Option names `method` accepts; for CCS, with those of `score`."""
+    _check_method(method)
+    own = OWN_OPTIONS[method]
+    if method == "ccs" and isinstance(score, str):
+        return (*own, *SCORE_OPTIONS.get(score, ()))
+    return own
+
+
+def run_method(
+    method: str,
+    embeddings: Embeddings,
+    budget: Budget,
+    *,
+    seed: int = 0,
+    labels: Labels | None = None,
+    threads: int | None = None,
+    progress: ProgressFn | None = None,
+    **options: Any,
+) -> Selection:
+    """Like `select_with`, returning the full `Selection` (indices, the
+    per-row scores selected by, and every parameter used)."""
+    _check_method(method)
+    seed = seed_int(seed)
+    if threads is not None:
+        threads = positive_int("threads", threads)
+    check_options(
+        f"method {method!r}", options, method_options(method, options.get("score", "zcore"))
+    )
+    return _RUNNERS[method](embeddings, budget, seed, labels, threads, progress, options)
+
+
+def select_with(
+    method: str,
+    embeddings: Embeddings,
+    budget: Budget,
+    *,
+    seed: int = 0,
+    labels: Labels | None = None,
+    threads: int | None = None,
+    progress: ProgressFn | None = None,
+    **options: Any,
+) -> np.ndarray:
+    """Selects a coreset of `embeddings` with any method, by name.
+
+    Args:
+        method: one of `METHODS`: "zcore", "moderate", "elfs", "ccs", "random".
+        embeddings: what `zcore_fast.score` accepts (array, .npy path, or a
+            list of them concatenated along dimensions).
+        budget: fraction in (0, 1] or row count (as `zcore_fast.select`).
+        seed: seeds every random step; the same seed gives the same indices.
+        labels: one class per row (array or .npy path). Used by moderate and
+            elfs (instead of k-means classes) and by ccs over the moderate,
+            aum, forgetting or el2n score; zcore and random refuse them.
+        threads: worker threads (zcore's engine; torch for ELFS, one by
+            default on the CPU; BLAS with threadpoolctl installed).
+        progress: progress(done, total): in samples for zcore; in thousandths
+            (total 1000, stages weighted by cost) for the others; random
+            does not call it. Raising from it stops the method.
+        **options: the method's options (`method_options(method)`):
+            zcore: n_sample, sample_dim, redund_nn, redund_exp, rand_init;
+            moderate: clusters, max_iter; elfs: score, beta, beta_grid,
+            clusters, epochs, batch_size, lr, hidden, device, max_iter;
+            ccs: score, descending, mis_ratio, strata + the score's options.
+
+    Returns:
+        int64 row indices, keep_count(budget, N) of them. Order: zcore, highest
+        score first; moderate, nearest the median distance first; elfs and
+        ccs, hardest first by their score; random, the order drawn.
+
+    Raises:
+        ValueError: unknown method or option, bad budget or parameter, labels
+            where they are not used; FileNotFoundError/TypeError for bad input.
+    """
+    return run_method(
+        method,
+        embeddings,
+        budget,
+        seed=seed,
+        labels=labels,
+        threads=threads,
+        progress=progress,
+        **options,
+    ).indices
+
+
+def _check_method(method: object) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def _zcore(
+    embeddings: Embeddings,
+    budget: Budget,
+    seed: int,
+    labels: Labels | None,
+    threads: int | None,
+    progress: ProgressFn | None,
+    options: dict[str, Any],
+) -> Selection:
+    refuse_labels("zcore", labels)
+    rows = open_rows(embeddings, check_finite=False)  # the engine checks values itself
+    keep = keep_count(budget, rows.n)  # before scoring, not after
+    report = zcore_method.score_report(
+        rows.sources, seed=seed, threads=threads, progress=progress, **options
+    )
+    # The resolved parameters (n_sample="auto" becomes its count) and the
+    # convergence measure, so summaries say what actually ran.
+    params: dict[str, Any] = {k: zcore_method.DEFAULTS[k] for k in ZCORE_OPTIONS}
+    params.update(options, seed=seed, threads=threads)
+    params.update(report.parameters, convergence=report.convergence)
+    return Selection("zcore", top_scores(report.scores, keep), report.scores, "zcore", params)
+
+
+def _moderate(
+    embeddings: Embeddings,
+    budget: Budget,
+    seed: int,
+    labels: Labels | None,
+    threads: int | None,
+    progress: ProgressFn | None,
+    options: dict[str, Any],
+) -> Selection:
+    return moderate.run(
+        embeddings, budget, labels=labels, seed=seed, threads=threads, progress=progress, **options
+    )
+
+
+def _elfs(
+    embeddings: Embeddings,
+    budget: Budget,
+    seed: int,
+    labels: Labels | None,
+    threads: int | None,
+    progress: ProgressFn | None,
+    options: dict[str, Any],
+) -> Selection:
+    return elfs.run(
+        embeddings, budget, labels=labels, seed=seed, threads=threads, progress=progress, **options
+    )
+
+
+def _ccs(
+    embeddings: Embeddings,
+    budget: Budget,
+    seed: int,
+    labels: Labels | None,
+    threads: int | None,
+    progress: ProgressFn | None,
+    options: dict[str, Any],
+) -> Selection:
+    if labels is not None:
+        options = {**options, "labels": labels}  # the score decides whether it uses them
+    return ccs.run(embeddings, budget, seed=seed, threads=threads, progress=progress, **options)
+
+
+def _random(
+    embeddings: Embeddings,
+    budget: Budget,
+    seed: int,
+    labels: Labels | None,
+    threads: int | None,
+    progress: ProgressFn | None,
+    options: dict[str, Any],
+) -> Selection:
+    refuse_labels("random", labels)
+    return random_method.run(embeddings, budget, seed=seed)
+
+
+_RUNNERS: dict[str, Callable[..., Selection]] = {
+    "zcore": _zcore,
+    "moderate": _moderate,
+    "elfs": _elfs,
+    "ccs": _ccs,
+    "random": _random,
+}
