@@ -179,3 +179,16 @@ def test_empty_source_and_help(tmp_path, capsys) -> None:
     assert "no images found under" in capsys.readouterr().err
     assert main(["embed", "--help"]) == 0
     assert "zcore_fast.embedding.zoo:efficientnet_lite0" in capsys.readouterr().out
+
+
+def test_worker_errors_are_reported_by_their_last_line() -> None:
+    from zcore_fast.cli_embed import _one_line
+
+    worker = ValueError(
+        "Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+        'call last):\n  File "x.py", line 1\nValueError: the transform gives different shapes'
+    )
+    assert _one_line(worker) == "ValueError: the transform gives different shapes"
+    assert _one_line(RuntimeError("CUDA out of memory. Tried")) == (
+        "CUDA out of memory. Tried (lower --batch-size)"
+    )

@@ -97,6 +97,14 @@ def test_strict_fails_on_the_first_unreadable_image(spec, images, tmp_path) -> N
     with pytest.raises(ValueError, match=rf"{paths[5].name}: unreadable.*--strict"):
         embed(folder, tmp_path / "s.npy", spec, weights="random", strict=True, **FAST)
     assert not (tmp_path / "s.npy").exists()
+    # fix the file, resume: the same bytes as a clean run over the fixed folder
+    from PIL import Image
+
+    for broken in (paths[5], paths[11]):
+        Image.new("RGB", (33, 35), (200, 30, 90)).save(broken, format="PNG")
+    embed(folder, tmp_path / "s.npy", spec, weights="random", strict=True, resume=True, **FAST)
+    embed(folder, tmp_path / "clean.npy", spec, weights="random", **FAST)
+    assert (tmp_path / "s.npy").read_bytes() == (tmp_path / "clean.npy").read_bytes()
 
 
 def test_all_unreadable_is_an_error_and_leaves_nothing(spec, tmp_path) -> None:
