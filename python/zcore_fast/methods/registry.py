@@ -152,32 +152,29 @@ def _zcore(
     return Selection("zcore", top_scores(report.scores, keep), report.scores, "zcore", params)
 
 
-def _moderate(
-    embeddings: Embeddings,
-    budget: Budget,
-    seed: int,
-    labels: Labels | None,
-    threads: int | None,
-    progress: ProgressFn | None,
-    options: dict[str, Any],
-) -> Selection:
-    return moderate.run(
-        embeddings, budget, labels=labels, seed=seed, threads=threads, progress=progress, **options
-    )
+def _labels_to_run(run: Callable[..., Selection]) -> Callable[..., Selection]:
+    """The runner of a method whose own `run` takes labels (moderate, elfs)."""
 
+    def runner(
+        embeddings: Embeddings,
+        budget: Budget,
+        seed: int,
+        labels: Labels | None,
+        threads: int | None,
+        progress: ProgressFn | None,
+        options: dict[str, Any],
+    ) -> Selection:
+        return run(
+            embeddings,
+            budget,
+            labels=labels,
+            seed=seed,
+            threads=threads,
+            progress=progress,
+            **options,
+        )
 
-def _elfs(
-    embeddings: Embeddings,
-    budget: Budget,
-    seed: int,
-    labels: Labels | None,
-    threads: int | None,
-    progress: ProgressFn | None,
-    options: dict[str, Any],
-) -> Selection:
-    return elfs.run(
-        embeddings, budget, labels=labels, seed=seed, threads=threads, progress=progress, **options
-    )
+    return runner
 
 
 def _ccs(
@@ -209,8 +206,8 @@ def _random(
 
 _RUNNERS: dict[str, Callable[..., Selection]] = {
     "zcore": _zcore,
-    "moderate": _moderate,
-    "elfs": _elfs,
+    "moderate": _labels_to_run(moderate.run),
+    "elfs": _labels_to_run(elfs.run),
     "ccs": _ccs,
     "random": _random,
 }
