@@ -170,7 +170,7 @@ def penalties(top: torch.Tensor, redund_exp: float) -> tuple[torch.Tensor, torch
     ratio = d0 / dist
     e = redund_exp
     w = _pow_int(ratio, int(e)) if e == int(e) and 0 <= e <= 64 else ratio.pow(e)
-    w = w / _tree_sum(w)[:, None]
+    w = w * (1.0 / _tree_sum(w))[:, None]  # as the CPU engine: one division per sample
     first_only = torch.zeros_like(w)
     first_only[:, 0] = 1.0
     w = torch.where(d0 == 0, first_only, w)
