@@ -7,6 +7,8 @@ import numpy.typing as npt
 
 _Input = Sequence[str | npt.NDArray[np.floating]]
 
+__all__ = ["ZCoreError", "dim_stats", "sample_draws", "score", "trace"]
+
 class ZCoreError(Exception): ...
 
 def score(
