@@ -166,3 +166,12 @@ def test_outputs_get_ordinary_file_permissions(emb, tmp_path) -> None:
     mask = os.umask(0o022)
     os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_human_summary_reports_convergence(emb, tmp_path, capsys) -> None:
+    out = tmp_path / "c.csv"
+    assert main(["select", str(emb), "--budget", "0.1", "-o", str(out), *FAST]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("kept 50 of 500 rows") and "(Spearman) " in line
+    rho = float(line.rsplit(" ", 1)[1])
+    assert -1.0 <= rho <= 1.0

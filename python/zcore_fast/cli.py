@@ -264,12 +264,20 @@ def _report(summary: dict[str, Any], args: argparse.Namespace) -> None:
             print(
                 f"kept {summary['kept']:,} of {summary['n']:,} rows "
                 f"({summary['kept'] / summary['n']:.1%}) -> {summary['output']} "
-                f"in {summary['seconds']:.1f} s"
+                f"in {summary['seconds']:.1f} s{_convergence_note(summary)}"
             )
         else:
             print(
-                f"scored {summary['n']:,} rows -> {summary['output']} in {summary['seconds']:.1f} s"
+                f"scored {summary['n']:,} rows -> {summary['output']} in "
+                f"{summary['seconds']:.1f} s{_convergence_note(summary)}"
             )
+
+
+def _convergence_note(summary: dict[str, Any]) -> str:
+    """'; split-half rho 0.50' for ZCore runs, so users see whether more
+    samples would change the ranking."""
+    rho = summary.get("convergence", {}).get("spearman_halves")
+    return "" if rho is None else f"; split-half rank agreement (Spearman) {rho:.2f}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
