@@ -240,10 +240,8 @@ fn score<'py>(
     let (scores, first, second) =
         with_pool(py, inputs, threads, progress.as_ref(), |pool, report| {
             let halves = zcore::raw_halves(pool, &params, report)?;
-            let total =
-                zcore::to_float(halves.first.iter().zip(&halves.second).map(|(a, b)| a + b));
             Ok((
-                zcore::finish(total, &params),
+                zcore::finish(halves.total(), &params),
                 zcore::to_float(halves.first.into_iter()),
                 zcore::to_float(halves.second.into_iter()),
             ))

@@ -345,10 +345,7 @@ pub fn raw_scores(
     p: &Params,
     progress: &mut dyn FnMut(u64, u64) -> Result<()>,
 ) -> Result<Vec<f64>> {
-    let halves = raw_halves(pool, p, progress)?;
-    Ok(to_float(
-        halves.first.iter().zip(&halves.second).map(|(a, b)| a + b),
-    ))
+    Ok(raw_halves(pool, p, progress)?.total())
 }
 
 /// Raw scores of the first and second half of the samples, in fixed point.
@@ -361,6 +358,13 @@ pub struct Halves {
     pub first: Vec<i64>,
     /// Samples `n_sample / 2 .. n_sample`.
     pub second: Vec<i64>,
+}
+
+impl Halves {
+    /// Raw scores of all samples: the exact sum of the halves, as floats.
+    pub fn total(&self) -> Vec<f64> {
+        to_float(self.first.iter().zip(&self.second).map(|(a, b)| a + b))
+    }
 }
 
 /// Raw scores of each half of the samples (see `Halves`).

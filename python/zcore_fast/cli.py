@@ -27,7 +27,7 @@ from zcore_fast.cli_evaluate import (
     run_quality,
 )
 from zcore_fast.cli_methods import add_method_flags, options_from_args, run_select
-from zcore_fast.cli_usage import UsageError
+from zcore_fast.cli_usage import UsageError, sample_count
 from zcore_fast.io import (
     as_sources,
     check_output_path,
@@ -52,19 +52,6 @@ def _budget(text: str) -> float | int:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
-def _sample_count(text: str) -> int | str:
-    """The --n-sample flag: a positive count or "auto"."""
-    if text == "auto":
-        return text
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'not a count or "auto": {text!r}') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("embeddings", nargs="*", help=".npy files (N x D each), concatenated along D")
     p.add_argument(
@@ -75,7 +62,7 @@ def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("ZCore parameters (paper names)")
     g.add_argument(
         "--n-sample",
-        type=_sample_count,
+        type=sample_count,
         default=DEFAULTS["n_sample"],
         help='random subspace samples, or "auto": chosen from the pool size '
         "(default %(default)s)",

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zcore_fast.cli_usage import sample_count
 from zcore_fast.evaluation.harness import PRUNE_RATES
 from zcore_fast.methods.zcore import DEFAULTS
 
@@ -82,7 +83,7 @@ def add_quality_commands(sub: Any) -> None:
     )
     z.add_argument(
         "--n-sample",
-        type=_sample_count,
+        type=sample_count,
         help=f'a count or "auto" (default {DEFAULTS["n_sample"]:,})',
     )
     z.add_argument("--sample-dim", type=int, help=f"default {DEFAULTS['sample_dim']}")
@@ -122,19 +123,6 @@ def add_quality_commands(sub: Any) -> None:
     )
     pl.add_argument("--title", help="figure title")
     _add_output_flags(pl)
-
-
-def _sample_count(text: str) -> int | str:
-    """--n-sample: a positive count or "auto" (as for `select`)."""
-    if text == "auto":
-        return text
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'not a count or "auto": {text!r}') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _add_output_flags(p: argparse.ArgumentParser) -> None:
