@@ -1,11 +1,12 @@
-//! Engine micro-benchmark without Python: `cargo bench --bench engine -- N D SAMPLES`.
-//! Prints prep time, per-sample time and how many rows the searches visit.
+//! Engine micro-benchmark without Python:
+//! `cargo bench --bench engine -- N D SAMPLES [brute|band|auto]`.
+//! Prints prep time and per-sample time for 1 and all threads.
 
 use std::time::Instant;
 use zcore_fast::columns::{Pool, Source};
 use zcore_fast::npy::Dtype;
 use zcore_fast::rng::Stream;
-use zcore_fast::zcore::{self, Params};
+use zcore_fast::zcore::{self, Params, Search};
 
 fn main() {
     let args: Vec<usize> = std::env::args()
@@ -17,6 +18,11 @@ fn main() {
         *args.get(1).unwrap_or(&1280),
         *args.get(2).unwrap_or(&20_000),
     );
+    let search = match std::env::args().nth(4).as_deref() {
+        Some("brute") => Search::Brute,
+        Some("band") => Search::Band,
+        _ => Search::Auto,
+    };
     let mut rng = Stream::new(1, 7, 0);
     let centres: Vec<f32> = (0..20 * d)
         .map(|_| (rng.unit_open() * 4.0 - 2.0) as f32)
@@ -49,13 +55,15 @@ fn main() {
         let p = Params {
             n_sample: samples as u64,
             threads: th,
+            search,
             ..Params::default()
         };
         let t = Instant::now();
-        zcore::score(&pool, &p, &mut zcore::no_progress).unwrap();
+        tp.install(|| zcore::score(&pool, &p, &mut zcore::no_progress))
+            .unwrap();
         let el = t.elapsed().as_secs_f64();
         println!(
-            "N={n} D={d} samples={samples} threads={th}: prep {prep:.2} s, scoring {el:.2} s = {:.1} us/sample",
+            "N={n} D={d} samples={samples} threads={th} {search:?}: prep {prep:.2} s, scoring {el:.2} s = {:.1} us/sample",
             el / samples as f64 * 1e6
         );
     }

@@ -30,12 +30,26 @@ pub struct Source<'a> {
 
 impl Source<'_> {
     #[inline]
-    fn get(&self, row: usize, col: usize) -> f32 {
-        let idx = if self.fortran_order {
+    fn index(&self, row: usize, col: usize) -> usize {
+        if self.fortran_order {
             col * self.rows + row
         } else {
             row * self.cols + col
-        };
+        }
+    }
+
+    /// The raw bits of a float16 element (float16 sources only).
+    #[inline]
+    pub(crate) fn bits16(&self, row: usize, col: usize) -> u16 {
+        debug_assert_eq!(self.dtype, Dtype::F16);
+        let idx = self.index(row, col);
+        u16::from_le_bytes([self.bytes[2 * idx], self.bytes[2 * idx + 1]])
+    }
+
+    /// Element `(row, col)` as f32.
+    #[inline]
+    pub(crate) fn get(&self, row: usize, col: usize) -> f32 {
+        let idx = self.index(row, col);
         let b = self.bytes;
         match self.dtype {
             Dtype::F16 => f16::from_le_bytes([b[2 * idx], b[2 * idx + 1]]).to_f32(),
@@ -60,13 +74,51 @@ pub struct DimStats {
 /// Rows in the fixed subsample used to estimate neighbour radii.
 pub const SUBSAMPLE_ROWS: usize = 2048;
 
-/// The prepared pool: f32 columns, a small row subsample, and statistics.
-pub struct Pool {
+/// Where the dimension-major values live.
+enum Store<'a> {
+    /// A transposed f32 copy in memory.
+    Owned(Vec<f32>),
+    /// Borrowed dimension-major f32: a cache file or a Fortran-order array,
+    /// used in place so its pages stay file-backed (no private copy).
+    F32(&'a [f32]),
+    /// Borrowed dimension-major float16 bits, used in place (half the bytes
+    /// of f32; values widen to f32 exactly, so results are unchanged).
+    F16(&'a [u16]),
+}
+
+/// One column, in its stored type.
+#[derive(Clone, Copy)]
+pub enum Col<'a> {
+    /// f32 values.
+    F32(&'a [f32]),
+    /// float16 bits.
+    F16(&'a [u16]),
+}
+
+impl Col<'_> {
+    /// The value of `row`, widened to f32.
+    #[inline(always)]
+    pub fn get(&self, row: usize) -> f32 {
+        match self {
+            Col::F32(c) => c[row],
+            Col::F16(c) => f16::from_bits(c[row]).to_f32(),
+        }
+    }
+}
+
+/// Pools with at least this many rows score from float16 columns in place
+/// (band search); smaller float16 pools are widened to an f32 copy, which
+/// the brute-force passes read fastest.
+pub const F16_IN_PLACE_ROWS: usize = 1 << 17;
+
+/// The prepared pool: dimension-major columns, a small row subsample, and
+/// statistics.
+pub struct Pool<'a> {
     /// Rows (examples).
     pub n: usize,
     /// Dimensions.
     pub d: usize,
-    values: Vec<f32>,
+    store: Store<'a>,
     /// Rows in the subsample (`min(n, SUBSAMPLE_ROWS)`).
     pub sub_n: usize,
     sub: Vec<f32>,
@@ -74,11 +126,57 @@ pub struct Pool {
     pub stats: DimStats,
 }
 
-impl Pool {
-    /// Column `dim`: the value of every row in that dimension.
+impl Pool<'_> {
+    /// Column `dim` in its stored type.
     #[inline]
-    pub fn column(&self, dim: usize) -> &[f32] {
-        &self.values[dim * self.n..(dim + 1) * self.n]
+    pub fn col(&self, dim: usize) -> Col<'_> {
+        let at = dim * self.n..(dim + 1) * self.n;
+        match &self.store {
+            Store::Owned(v) => Col::F32(&v[at]),
+            Store::F32(v) => Col::F32(&v[at]),
+            Store::F16(v) => Col::F16(&v[at]),
+        }
+    }
+
+    /// Column `dim` as f32: the stored slice, or a widened copy in `scratch`.
+    #[inline]
+    pub fn column<'s>(&'s self, dim: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
+        match self.col(dim) {
+            Col::F32(c) => c,
+            Col::F16(c) => {
+                scratch.clear();
+                scratch.extend(c.iter().map(|&b| f16::from_bits(b).to_f32()));
+                scratch
+            }
+        }
+    }
+
+    /// The value of `row` in dimension `dim`.
+    #[inline]
+    pub fn value(&self, dim: usize, row: usize) -> f32 {
+        self.col(dim).get(row)
+    }
+
+    /// The same pool with its columns copied into memory it owns.
+    pub fn into_owned(self) -> Pool<'static> {
+        let store = match self.store {
+            Store::Owned(v) => Store::Owned(v),
+            Store::F32(v) => Store::Owned(v.to_vec()),
+            Store::F16(v) => Store::Owned(v.iter().map(|&b| f16::from_bits(b).to_f32()).collect()),
+        };
+        Pool {
+            n: self.n,
+            d: self.d,
+            store,
+            sub_n: self.sub_n,
+            sub: self.sub,
+            stats: self.stats,
+        }
+    }
+
+    /// True when columns are stored as float16.
+    pub fn is_f16(&self) -> bool {
+        matches!(self.store, Store::F16(_))
     }
 
     /// Column `dim` of the subsample: rows `j * n / sub_n` for j in 0..sub_n,
@@ -91,17 +189,31 @@ impl Pool {
     /// Builds the pool from sources concatenated along dimensions. Runs on the
     /// current rayon pool. Refuses mismatched row counts, too few rows, and
     /// NaN/Inf values (naming the rows).
-    pub fn build(sources: &[Source<'_>]) -> Result<Pool> {
+    pub fn build<'a>(sources: &[Source<'a>]) -> Result<Pool<'a>> {
         Self::build_until(sources, &|| true)
     }
 
     /// `build`, giving up with `CoreError::Cancelled` soon after
     /// `keep_going()` turns false (checked per block of columns), so that
     /// Ctrl-C also stops the preparation of a large pool.
-    pub fn build_until(
-        sources: &[Source<'_>],
+    ///
+    /// A single dimension-major source (a cache file, a Fortran-order
+    /// array) of f32, or of float16 with many rows, is used in place rather
+    /// than copied: memory-mapped pages stay file-backed and can be evicted,
+    /// which is what lets a pool larger than RAM be scored.
+    pub fn build_until<'a>(
+        sources: &[Source<'a>],
         keep_going: &(dyn Fn() -> bool + Sync),
-    ) -> Result<Pool> {
+    ) -> Result<Pool<'a>> {
+        Self::build_with(sources, keep_going, F16_IN_PLACE_ROWS)
+    }
+
+    /// `build_until`, using float16 sources in place from `f16_rows` rows.
+    pub(crate) fn build_with<'a>(
+        sources: &[Source<'a>],
+        keep_going: &(dyn Fn() -> bool + Sync),
+        f16_rows: usize,
+    ) -> Result<Pool<'a>> {
         let Some(first) = sources.first() else {
             return Err(invalid!("no embeddings given"));
         };
@@ -128,43 +240,103 @@ impl Pool {
         if d == 0 {
             return Err(invalid!("embeddings have 0 dimensions"));
         }
-        let values = transpose(sources, n, d, keep_going);
+        let store = match in_place(sources, n, f16_rows) {
+            Some(store) => store,
+            None => Store::Owned(transpose(sources, n, d, keep_going)),
+        };
         if !keep_going() {
             return Err(CoreError::Cancelled);
         }
-        check_finite(&values, n)?;
-        let stats: Vec<(f64, f64, f64)> = values
-            .par_chunks(n)
-            .map_init(Vec::new, |scratch, col| summarise(col, scratch))
+        let mut pool = Pool {
+            n,
+            d,
+            store,
+            sub_n: n.min(SUBSAMPLE_ROWS),
+            sub: Vec::new(),
+            stats: DimStats::default(),
+        };
+        pool.check_finite()?;
+        let stats: Vec<(f64, f64, f64)> = (0..d)
+            .into_par_iter()
+            .map_init(Vec::new, |scratch, dim| summarise(pool.col(dim), scratch))
             .collect();
-        let sub_n = n.min(SUBSAMPLE_ROWS);
-        let sub: Vec<f32> = values
-            .chunks(n)
-            .flat_map(|col| (0..sub_n).map(move |j| col[j * n / sub_n]))
+        let sub_n = pool.sub_n;
+        pool.sub = (0..d)
+            .flat_map(|dim| {
+                let col = pool.col(dim);
+                (0..sub_n).map(move |j| col.get(j * n / sub_n))
+            })
             .collect();
-        let stats = DimStats {
+        pool.stats = DimStats {
             lo: stats.iter().map(|t| t.0).collect(),
             md: stats.iter().map(|t| t.1).collect(),
             hi: stats.iter().map(|t| t.2).collect(),
         };
-        Ok(Pool {
-            n,
-            d,
-            values,
-            sub_n,
-            sub,
-            stats,
-        })
+        Ok(pool)
+    }
+
+    /// Refuses NaN/Inf, naming the rows.
+    fn check_finite(&self) -> Result<()> {
+        let mut bad: Vec<u32> = (0..self.d)
+            .into_par_iter()
+            .flat_map_iter(|dim| {
+                let col = self.col(dim);
+                (0..self.n)
+                    .filter(move |&r| !col.get(r).is_finite())
+                    .map(|r| r as u32)
+            })
+            .collect();
+        if bad.is_empty() {
+            return Ok(());
+        }
+        bad.sort_unstable();
+        bad.dedup();
+        let shown: Vec<String> = bad.iter().take(8).map(u32::to_string).collect();
+        let more = if bad.len() > 8 { ", ..." } else { "" };
+        Err(invalid!(
+            "embeddings contain NaN or Inf in {} row(s): {}{}; remove or repair \
+             those rows before scoring",
+            bad.len(),
+            shown.join(", "),
+            more
+        ))
+    }
+}
+
+/// The store of a single dimension-major source usable without a copy.
+fn in_place<'a>(sources: &[Source<'a>], n: usize, f16_rows: usize) -> Option<Store<'a>> {
+    let [s] = sources else { return None };
+    if !s.fortran_order && s.cols > 1 {
+        return None;
+    }
+    let bytes = s.bytes;
+    match s.dtype {
+        Dtype::F32 if bytes.as_ptr().align_offset(4) == 0 => {
+            // SAFETY: aligned, initialised bytes; every bit pattern is an f32.
+            Some(Store::F32(unsafe {
+                std::slice::from_raw_parts(bytes.as_ptr().cast(), n * s.cols)
+            }))
+        }
+        Dtype::F16 if n >= f16_rows && bytes.as_ptr().align_offset(2) == 0 => {
+            // SAFETY: as above, for u16.
+            Some(Store::F16(unsafe {
+                std::slice::from_raw_parts(bytes.as_ptr().cast(), n * s.cols)
+            }))
+        }
+        _ => None,
     }
 }
 
 /// (min, median, max) of one column; the median by selection, not sorting.
-fn summarise(col: &[f32], scratch: &mut Vec<f32>) -> (f64, f64, f64) {
+fn summarise(col: Col<'_>, scratch: &mut Vec<f32>) -> (f64, f64, f64) {
     scratch.clear();
-    scratch.extend_from_slice(col);
+    match col {
+        Col::F32(c) => scratch.extend_from_slice(c),
+        Col::F16(c) => scratch.extend(c.iter().map(|&b| f16::from_bits(b).to_f32())),
+    }
     let n = scratch.len();
-    let lo = col.iter().copied().fold(f32::INFINITY, f32::min);
-    let hi = col.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lo = scratch.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = scratch.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let (left, upper, _) = scratch.select_nth_unstable_by(n / 2, f32::total_cmp);
     let upper = f64::from(*upper);
     let md = if n % 2 == 1 {
@@ -209,38 +381,12 @@ fn transpose(
     values
 }
 
-fn check_finite(values: &[f32], n: usize) -> Result<()> {
-    let mut bad: Vec<u32> = values
-        .par_chunks(n)
-        .flat_map_iter(|col| {
-            col.iter()
-                .enumerate()
-                .filter(|(_, v)| !v.is_finite())
-                .map(|(r, _)| r as u32)
-        })
-        .collect();
-    if bad.is_empty() {
-        return Ok(());
-    }
-    bad.sort_unstable();
-    bad.dedup();
-    let shown: Vec<String> = bad.iter().take(8).map(u32::to_string).collect();
-    let more = if bad.len() > 8 { ", ..." } else { "" };
-    Err(invalid!(
-        "embeddings contain NaN or Inf in {} row(s): {}{}; remove or repair \
-         those rows before scoring",
-        bad.len(),
-        shown.join(", "),
-        more
-    ))
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
     /// A pool from a row-major f32 matrix (test helper).
-    pub(crate) fn pool_from_rows(rows: &[Vec<f32>]) -> Result<Pool> {
+    pub(crate) fn pool_from_rows(rows: &[Vec<f32>]) -> Result<Pool<'static>> {
         let n = rows.len();
         let d = rows.first().map_or(0, Vec::len);
         let bytes: Vec<u8> = rows
@@ -256,7 +402,52 @@ pub(crate) mod tests {
             fortran_order: false,
             name: "test",
         };
-        Pool::build(&[src])
+        Pool::build(&[src]).map(Pool::into_owned)
+    }
+
+    /// Column `dim` as a vector.
+    pub(crate) fn values(pool: &Pool<'_>, dim: usize) -> Vec<f32> {
+        (0..pool.n).map(|r| pool.value(dim, r)).collect()
+    }
+
+    #[test]
+    fn dimension_major_sources_are_used_in_place() {
+        let (n, d) = (6usize, 3usize);
+        let vals: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.61).cos()).collect();
+        let c_order: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut f32_cols: Vec<f32> = Vec::new();
+        let mut f16_cols: Vec<u16> = Vec::new();
+        for c in 0..d {
+            for r in 0..n {
+                f32_cols.push(vals[r * d + c]);
+                f16_cols.push(f16::from_f32(vals[r * d + c]).to_bits());
+            }
+        }
+        let src = |bytes: &'static [u8], dtype, fortran_order| Source {
+            bytes,
+            dtype,
+            rows: n,
+            cols: d,
+            fortran_order,
+            name: "t",
+        };
+        let leak = |b: Vec<u8>| -> &'static [u8] { Box::leak(b.into_boxed_slice()) };
+        let f32_bytes = leak(f32_cols.iter().flat_map(|v| v.to_le_bytes()).collect());
+        let f16_bytes = leak(f16_cols.iter().flat_map(|v| v.to_le_bytes()).collect());
+        let copy = Pool::build(&[src(leak(c_order), Dtype::F32, false)]).unwrap();
+        let borrowed = Pool::build(&[src(f32_bytes, Dtype::F32, true)]).unwrap();
+        assert!(matches!(borrowed.store, Store::F32(_)));
+        let half = Pool::build_with(&[src(f16_bytes, Dtype::F16, true)], &|| true, 0).unwrap();
+        assert!(half.is_f16());
+        let widened = Pool::build(&[src(f16_bytes, Dtype::F16, true)]).unwrap();
+        assert!(matches!(widened.store, Store::Owned(_)));
+        for dim in 0..d {
+            assert_eq!(values(&copy, dim), values(&borrowed, dim));
+            assert_eq!(values(&half, dim), values(&widened, dim));
+            assert_eq!(copy.stats.md[dim], borrowed.stats.md[dim]);
+            assert_eq!(half.stats.md[dim], widened.stats.md[dim]);
+            assert_eq!(half.sub_column(dim), widened.sub_column(dim));
+        }
     }
 
     #[test]
@@ -268,12 +459,12 @@ pub(crate) mod tests {
             vec![-4.0, -0.0, 5.0],
         ];
         let pool = pool_from_rows(&rows).unwrap();
-        assert_eq!(pool.column(0), &[3.0, 1.0, 2.0, -4.0]);
+        assert_eq!(values(&pool, 0), &[3.0, 1.0, 2.0, -4.0]);
         assert_eq!(pool.stats.md[0], 1.5);
         assert_eq!((pool.stats.lo[1], pool.stats.hi[1]), (-1.0, 0.5));
         assert_eq!(pool.stats.md[1], -0.5);
         assert_eq!(pool.sub_n, 4);
-        assert_eq!(pool.sub_column(0), pool.column(0));
+        assert_eq!(pool.sub_column(0), values(&pool, 0));
         assert_eq!(
             (pool.stats.lo[2], pool.stats.md[2], pool.stats.hi[2]),
             (5.0, 5.0, 5.0)
@@ -327,14 +518,14 @@ pub(crate) mod tests {
                 fortran_order,
                 name: "t",
             };
-            Pool::build(&[s]).unwrap()
+            Pool::build(&[s]).unwrap().into_owned()
         };
         let a = mk(&c32, Dtype::F32, false);
         let b = mk(&f64_fortran, Dtype::F64, true);
         let h = mk(&f16_c, Dtype::F16, false);
         for dim in 0..d {
-            assert_eq!(a.column(dim), b.column(dim));
-            for (x, y) in a.column(dim).iter().zip(h.column(dim)) {
+            assert_eq!(values(&a, dim), values(&b, dim));
+            for (x, y) in values(&a, dim).iter().zip(values(&h, dim)) {
                 assert!((x - y).abs() < 1e-3);
             }
         }

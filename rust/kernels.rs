@@ -6,26 +6,25 @@
 //! subspace also has hand-written AVX-512 versions, chosen at run time: the
 //! passes are the engine's whole inner loop.
 
-use crate::columns::Pool;
 use crate::search::Neighbour;
 
 const LANES: usize = 64;
 
 /// Calls `visit(first_row, distances)` for consecutive blocks of rows.
 #[inline(always)]
-fn blocks(pool: &Pool, dims: &[u32], q: &[f32], mut visit: impl FnMut(usize, &[f32]) -> bool) {
-    let n = pool.n;
+fn blocks(cols: &[&[f32]], q: &[f32], mut visit: impl FnMut(usize, &[f32]) -> bool) {
+    let n = cols[0].len();
     let mut buf = [0f32; LANES];
     let mut base = 0;
     while base < n {
         let len = LANES.min(n - base);
         let out = &mut buf[..len];
-        let first = &pool.column(dims[0] as usize)[base..base + len];
+        let first = &cols[0][base..base + len];
         for (o, &x) in out.iter_mut().zip(first) {
             *o = (x - q[0]).abs();
         }
-        for (&d, &qd) in dims.iter().zip(q).skip(1) {
-            let col = &pool.column(d as usize)[base..base + len];
+        for (&c, &qd) in cols.iter().zip(q).skip(1) {
+            let col = &c[base..base + len];
             for (o, &x) in out.iter_mut().zip(col) {
                 *o += (x - qd).abs();
             }
@@ -38,10 +37,10 @@ fn blocks(pool: &Pool, dims: &[u32], q: &[f32], mut visit: impl FnMut(usize, &[f
 }
 
 #[inline(always)]
-fn nearest_body(pool: &Pool, dims: &[u32], q: &[f32]) -> Neighbour {
+fn nearest_body(cols: &[&[f32]], q: &[f32]) -> Neighbour {
     // Pass 1: the minimum distance, with independent lanes so it vectorises.
     let mut lanes = [f32::INFINITY; LANES];
-    blocks(pool, dims, q, |_, d| {
+    blocks(cols, q, |_, d| {
         for (m, &v) in lanes.iter_mut().zip(d) {
             *m = if v < *m { v } else { *m };
         }
@@ -50,14 +49,12 @@ fn nearest_body(pool: &Pool, dims: &[u32], q: &[f32]) -> Neighbour {
     let best = lanes.iter().copied().fold(f32::INFINITY, f32::min);
     // Pass 2: the lowest row at that distance (usually found early).
     let mut row = 0;
-    blocks(pool, dims, q, |base, d| {
-        match d.iter().position(|&v| v == best) {
-            Some(i) => {
-                row = base + i;
-                false
-            }
-            None => true,
+    blocks(cols, q, |base, d| match d.iter().position(|&v| v == best) {
+        Some(i) => {
+            row = base + i;
+            false
         }
+        None => true,
     });
     Neighbour {
         dist: best,
@@ -66,16 +63,9 @@ fn nearest_body(pool: &Pool, dims: &[u32], q: &[f32]) -> Neighbour {
 }
 
 #[inline(always)]
-fn within_body(
-    pool: &Pool,
-    dims: &[u32],
-    q: &[f32],
-    limit: f32,
-    exclude: u32,
-    out: &mut Vec<Neighbour>,
-) {
+fn within_body(cols: &[&[f32]], q: &[f32], limit: f32, exclude: u32, out: &mut Vec<Neighbour>) {
     out.clear();
-    blocks(pool, dims, q, |base, d| {
+    blocks(cols, q, |base, d| {
         for (chunk_at, chunk) in d.chunks(16).enumerate() {
             // A bit mask per 16 rows: compiles to one vector compare.
             let mut mask = 0u32;
@@ -300,14 +290,13 @@ impl Isa {
     }
 
     /// The row nearest to `q` (ties: lowest row).
-    pub fn nearest(self, pool: &Pool, dims: &[u32], q: &[f32]) -> Neighbour {
+    pub fn nearest(self, cols: &[&[f32]], q: &[f32]) -> Neighbour {
         #[cfg(target_arch = "x86_64")]
-        if self == Isa::Avx512 && dims.len() == 2 {
-            let (a, b) = (pool.column(dims[0] as usize), pool.column(dims[1] as usize));
+        if let (Isa::Avx512, &[a, b]) = (self, cols) {
             // SAFETY: `Avx512` is only produced after run-time detection.
             return unsafe { x86::nearest2(a, b, [q[0], q[1]]) };
         }
-        nearest_body(pool, dims, q)
+        nearest_body(cols, q)
     }
 
     /// Every row (except `exclude`) at distance <= `limit`, in no set order.
@@ -315,8 +304,7 @@ impl Isa {
     #[allow(clippy::too_many_arguments)]
     pub fn within(
         self,
-        pool: &Pool,
-        dims: &[u32],
+        cols: &[&[f32]],
         q: &[f32],
         limit: f32,
         exclude: u32,
@@ -324,12 +312,11 @@ impl Isa {
         out: &mut Vec<Neighbour>,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if self == Isa::Avx512 && dims.len() == 2 {
-            let (a, b) = (pool.column(dims[0] as usize), pool.column(dims[1] as usize));
+        if let (Isa::Avx512, &[a, b]) = (self, cols) {
             // SAFETY: `Avx512` is only produced after run-time detection.
             return unsafe { x86::within2(a, b, [q[0], q[1]], limit, exclude, scratch, out) };
         }
         let _ = scratch;
-        within_body(pool, dims, q, limit, exclude, out)
+        within_body(cols, q, limit, exclude, out)
     }
 }

@@ -2,11 +2,15 @@
 //! memory-mapped embeddings. Pure Rust; the Python bindings live in `py.rs`
 //! behind the `python` feature.
 
+pub mod band;
+pub mod band_kernels;
+pub mod cache;
 pub mod columns;
 pub mod error;
 pub mod kernels;
 pub mod npy;
 pub mod rng;
+pub mod runner;
 pub mod search;
 pub mod zcore;
 

@@ -4,7 +4,7 @@
 use crate::columns::{DimStats, Pool, Source};
 use crate::error::CoreError;
 use crate::npy::{Dtype, NpyFile};
-use crate::zcore::{self, Params};
+use crate::zcore::{self, Params, Search};
 use half::f16;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
@@ -117,6 +117,28 @@ fn with_pool<T: Send>(
     progress: Option<&Py<PyAny>>,
     f: impl FnOnce(&Pool, Report<'_>) -> Result<T, CoreError> + Send,
 ) -> PyResult<T> {
+    with_sources(
+        py,
+        inputs,
+        threads,
+        progress,
+        |sources, report, keep_going| {
+            Pool::build_until(sources, keep_going).and_then(|p| f(&p, report))
+        },
+    )
+}
+
+/// Whether the caller still wants the work (false after Ctrl-C).
+type KeepGoing<'a> = &'a (dyn Fn() -> bool + Sync);
+
+/// `with_pool`'s machinery, handing `f` the borrowed sources themselves.
+fn with_sources<T: Send>(
+    py: Python<'_>,
+    inputs: &Bound<'_, PyAny>,
+    threads: usize,
+    progress: Option<&Py<PyAny>>,
+    f: impl FnOnce(&[Source<'_>], Report<'_>, KeepGoing<'_>) -> Result<T, CoreError> + Send,
+) -> PyResult<T> {
     let held: Vec<Held<'_>> = inputs
         .try_iter()?
         .map(|o| hold(&o?))
@@ -181,9 +203,7 @@ fn with_pool<T: Send>(
                     }
                 };
                 let keep_going = || !cancel.load(Ordering::Relaxed);
-                let out = pool.install(|| {
-                    Pool::build_until(sources, &keep_going).and_then(|p| f(&p, &mut report))
-                });
+                let out = pool.install(|| f(sources, &mut report, &keep_going));
                 let _ = tx.send(());
                 out
             });
@@ -208,13 +228,19 @@ fn with_pool<T: Send>(
     }
 }
 
+/// Most rows whose half-run scores are returned for the convergence report:
+/// a Spearman rho over 2^21 evenly spaced rows is as informative as over
+/// all of them, and returning all would add 16 bytes per row.
+const CONVERGENCE_ROWS: usize = 1 << 21;
+
 /// Scores the concatenation of `inputs` (paths or arrays). See `zcore_fast.score`.
 ///
 /// Returns (scores float32, raw scores of the first half of the samples,
 /// raw scores of the second half), the halves in float64 and without noise,
-/// for the convergence report.
+/// for the convergence report; for pools over 2^21 rows the halves cover
+/// evenly spaced rows only.
 #[pyfunction]
-#[pyo3(signature = (inputs, *, n_sample, sample_dim, redund_nn, redund_exp, rand_init, seed, threads, progress=None))]
+#[pyo3(signature = (inputs, *, n_sample, sample_dim, redund_nn, redund_exp, rand_init, seed, threads, progress=None, search="auto"))]
 #[allow(clippy::too_many_arguments)]
 fn score<'py>(
     py: Python<'py>,
@@ -227,8 +253,20 @@ fn score<'py>(
     seed: u64,
     threads: usize,
     progress: Option<Py<PyAny>>,
+    search: &str,
 ) -> PyResult<Scored<'py>> {
+    let search = match search {
+        "auto" => Search::Auto,
+        "brute" => Search::Brute,
+        "band" => Search::Band,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "search must be 'auto', 'brute' or 'band', got {other:?}"
+            )))
+        }
+    };
     let params = Params {
+        search,
         n_sample,
         sample_dim,
         redund_nn,
@@ -240,17 +278,43 @@ fn score<'py>(
     let (scores, first, second) =
         with_pool(py, inputs, threads, progress.as_ref(), |pool, report| {
             let halves = zcore::raw_halves(pool, &params, report)?;
-            Ok((
-                zcore::finish(halves.total(), &params),
-                zcore::to_float(halves.first.into_iter()),
-                zcore::to_float(halves.second.into_iter()),
-            ))
+            let scores = zcore::finish_halves(&halves, &params);
+            let (first, second) = halves.sampled(CONVERGENCE_ROWS);
+            Ok((scores, first, second))
         })?;
     Ok((
         scores.into_pyarray(py),
         first.into_pyarray(py),
         second.into_pyarray(py),
     ))
+}
+
+/// Writes the dimension-major copy of the concatenated `inputs` to
+/// `out_path` (a Fortran-order .npy; float16 when every input is float16,
+/// else float32) and returns (rows, cols, dtype name). The caller names,
+/// locks and renames the file; a cancelled build leaves it partial.
+#[pyfunction]
+#[pyo3(signature = (inputs, out_path, *, threads, progress=None))]
+fn build_cache(
+    py: Python<'_>,
+    inputs: &Bound<'_, PyAny>,
+    out_path: PathBuf,
+    threads: usize,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<(usize, usize, &'static str)> {
+    let written = with_sources(
+        py,
+        inputs,
+        threads,
+        progress.as_ref(),
+        |sources, report, _| crate::cache::write_columns(sources, &out_path, report),
+    )?;
+    let dtype = if written.dtype == Dtype::F16 {
+        "float16"
+    } else {
+        "float32"
+    };
+    Ok((written.rows, written.cols, dtype))
 }
 
 /// Per-dimension (min, median, max) of the concatenated inputs, in float64.
@@ -341,6 +405,7 @@ fn trace<'py>(
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(score, m)?)?;
     m.add_function(wrap_pyfunction!(dim_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(build_cache, m)?)?;
     m.add_function(wrap_pyfunction!(sample_draws, m)?)?;
     m.add_function(wrap_pyfunction!(trace, m)?)?;
     m.add("ZCoreError", m.py().get_type::<ZCoreError>())?;

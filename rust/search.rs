@@ -47,13 +47,13 @@ impl Neighbour {
 pub fn distance(pool: &Pool, dims: &[u32], q: &[f32], row: usize) -> f32 {
     let mut s = 0f32;
     for (&d, &qd) in dims.iter().zip(q) {
-        s += (pool.column(d as usize)[row] - qd).abs();
+        s += (pool.value(d as usize, row) - qd).abs();
     }
     s
 }
 
 /// Keeps the `k` smallest neighbours (by `cmp_key`) of `v`, unordered.
-fn keep_smallest(v: &mut Vec<Neighbour>, k: usize) {
+pub(crate) fn keep_smallest(v: &mut Vec<Neighbour>, k: usize) {
     if v.len() > k {
         v.select_nth_unstable_by_key(k - 1, Neighbour::key);
         v.truncate(k);
@@ -85,11 +85,35 @@ pub fn knn_brute(
 /// the limit then holds k rows except in rare cases, which are retried.
 const LIMIT_MARGIN_SD: f64 = 3.0;
 
+/// The subsample rank whose distance bounds the k-th of `avail` rows, with
+/// a margin (`usize::MAX`: no useful bound).
+fn limit_rank(pool: &Pool, k: usize, avail: usize) -> usize {
+    if 2 * k >= avail {
+        return usize::MAX;
+    }
+    // Expected subsample rank of the k-th neighbour, plus a margin.
+    let expect = k as f64 * pool.sub_n as f64 / pool.n as f64;
+    (expect + LIMIT_MARGIN_SD * expect.sqrt() + 4.0).ceil() as usize
+}
+
 /// Per-thread search state: the chosen kernels and reusable buffers.
 pub struct Searcher {
     isa: Isa,
     sub_dist: Vec<u32>,
     hits: Vec<u32>,
+    wide: Vec<Vec<f32>>,
+}
+
+/// f32 views of the subspace's columns; float16 columns are widened into
+/// `wide` (only small or unusual subspaces take this path, see `band.rs`).
+fn columns<'s>(pool: &'s Pool<'_>, dims: &[u32], wide: &'s mut Vec<Vec<f32>>) -> Vec<&'s [f32]> {
+    if wide.len() < dims.len() {
+        wide.resize_with(dims.len(), Vec::new);
+    }
+    dims.iter()
+        .zip(wide.iter_mut())
+        .map(|(&d, w)| pool.column(d as usize, w))
+        .collect()
 }
 
 impl Searcher {
@@ -104,12 +128,13 @@ impl Searcher {
             isa,
             sub_dist: Vec::new(),
             hits: Vec::new(),
+            wide: Vec::new(),
         }
     }
 
     /// The row nearest to `q` (ties: lowest row).
     pub fn nearest(&mut self, pool: &Pool, dims: &[u32], q: &[f32]) -> Neighbour {
-        self.isa.nearest(pool, dims, q)
+        self.isa.nearest(&columns(pool, dims, &mut self.wide), q)
     }
 
     /// A distance within which about `rank` subsample rows (of `sub_n`) lie.
@@ -130,6 +155,14 @@ impl Searcher {
         f32::from_bits(*self.sub_dist.select_nth_unstable(rank).1)
     }
 
+    /// A distance that holds at least `k` rows around `q` with high
+    /// probability (estimated from the subsample; infinite when k is most
+    /// of the pool). Callers must still check they found k rows.
+    pub fn limit_estimate(&mut self, pool: &Pool, dims: &[u32], q: &[f32], k: usize) -> f32 {
+        let rank = limit_rank(pool, k, pool.n - 1);
+        self.subsample_limit(pool, dims, q, rank)
+    }
+
     /// The `k` nearest rows to `q` (excluding `exclude`), unordered, written
     /// into `out`. Exactly the set `knn_brute` returns.
     pub fn knn(
@@ -147,22 +180,20 @@ impl Searcher {
         if k == 0 {
             return;
         }
-        // Expected subsample rank of the k-th neighbour, plus a margin.
-        let expect = k as f64 * pool.sub_n as f64 / pool.n as f64;
-        let mut rank = (expect + LIMIT_MARGIN_SD * expect.sqrt() + 4.0).ceil() as usize;
-        if 2 * k >= avail {
-            rank = usize::MAX;
-        }
+        let mut rank = limit_rank(pool, k, avail);
         let skip = exclude.unwrap_or(u32::MAX);
+        let mut wide = std::mem::take(&mut self.wide);
+        let cols = columns(pool, dims, &mut wide);
         loop {
             let limit = self.subsample_limit(pool, dims, q, rank);
-            self.isa
-                .within(pool, dims, q, limit, skip, &mut self.hits, out);
+            self.isa.within(&cols, q, limit, skip, &mut self.hits, out);
             if out.len() >= k || limit == f32::INFINITY {
                 break;
             }
             rank = rank.saturating_mul(4);
         }
+        drop(cols);
+        self.wide = wide;
         keep_smallest(out, k);
     }
 }
@@ -194,7 +225,7 @@ mod tests {
 
     /// Random pools with coarse values (many ties), duplicate rows and a
     /// constant dimension.
-    fn random_pool(rng: &mut Lcg, n: usize, d: usize) -> crate::columns::Pool {
+    fn random_pool(rng: &mut Lcg, n: usize, d: usize) -> crate::columns::Pool<'static> {
         let mut rows: Vec<Vec<f32>> = (0..n)
             .map(|_| {
                 (0..d)
@@ -246,7 +277,7 @@ mod tests {
                     let r = rng.next() % n as u32;
                     (
                         dims.iter()
-                            .map(|&x| pool.column(x as usize)[r as usize])
+                            .map(|&x| pool.value(x as usize, r as usize))
                             .collect(),
                         Some(r),
                     )

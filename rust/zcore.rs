@@ -9,10 +9,8 @@
 use crate::columns::Pool;
 use crate::error::{invalid, CoreError, Result};
 use crate::rng::{distinct_dims, triangular, Stream, STREAM_NOISE, STREAM_SAMPLE};
+pub use crate::runner::Search;
 use crate::search::{Neighbour, Searcher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
 
 /// Scoring parameters, with the paper's names and defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +29,8 @@ pub struct Params {
     pub seed: u64,
     /// Worker threads (>= 1).
     pub threads: usize,
+    /// Search method (results are identical; only speed differs).
+    pub search: Search,
 }
 
 impl Default for Params {
@@ -43,6 +43,7 @@ impl Default for Params {
             rand_init: true,
             seed: 0,
             threads: 1,
+            search: Search::Auto,
         }
     }
 }
@@ -84,7 +85,7 @@ impl Params {
 
 /// Fixed-point scale of score accumulators: 2^32 units per score point.
 /// i64 holds +-2^31 points, above any reachable |score| (at most n_sample).
-const FIXED_ONE: f64 = 4_294_967_296.0;
+pub(crate) const FIXED_ONE: f64 = 4_294_967_296.0;
 
 /// One sample's subspace and sample point.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,7 +109,7 @@ pub fn draw(
     Draw { dims, q }
 }
 
-fn draw_into(
+pub(crate) fn draw_into(
     stats: &crate::columns::DimStats,
     seed: u64,
     index: u64,
@@ -132,16 +133,7 @@ pub struct SampleEffect {
     pub penalties: Vec<(u32, f64)>,
 }
 
-/// Per-thread scratch, reused across samples.
-struct Scratch {
-    dims: Vec<u32>,
-    q: Vec<f32>,
-    centre: Vec<f32>,
-    neighbours: Vec<Neighbour>,
-    searcher: Searcher,
-}
-
-fn penalty_of(neighbours: &[Neighbour], exp: f64, out: &mut Vec<(u32, f64)>) {
+pub(crate) fn penalty_of(neighbours: &[Neighbour], exp: f64, out: &mut Vec<(u32, f64)>) {
     out.clear();
     let Some(first) = neighbours.iter().min_by(|a, b| a.cmp_key(b)) else {
         return;
@@ -200,24 +192,6 @@ fn raise<const E: u32>(out: &mut [(u32, f64)]) {
     }
 }
 
-/// Runs one sample given its draw: the coverage winner and penalties.
-fn run_sample(
-    pool: &Pool,
-    k: usize,
-    exp: f64,
-    s: &mut Scratch,
-    penalties: &mut Vec<(u32, f64)>,
-) -> u32 {
-    let winner = s.searcher.nearest(pool, &s.dims, &s.q).row;
-    for (c, &d) in s.centre.iter_mut().zip(&s.dims) {
-        *c = pool.column(d as usize)[winner as usize];
-    }
-    s.searcher
-        .knn(pool, &s.dims, &s.centre, k, Some(winner), &mut s.neighbours);
-    penalty_of(&s.neighbours, exp, penalties);
-    winner
-}
-
 /// The effect of one given subspace and sample point (for tests and tracing).
 pub fn trace(
     pool: &Pool,
@@ -226,114 +200,18 @@ pub fn trace(
     redund_nn: usize,
     redund_exp: f64,
 ) -> SampleEffect {
-    let mut s = Scratch {
-        dims: dims.to_vec(),
-        q: q.to_vec(),
-        centre: vec![0.0; dims.len()],
-        neighbours: Vec::new(),
-        searcher: Searcher::new(),
-    };
-    let mut penalties = Vec::new();
+    let mut searcher = Searcher::new();
+    let winner = searcher.nearest(pool, dims, q).row;
+    let centre: Vec<f32> = dims
+        .iter()
+        .map(|&d| pool.value(d as usize, winner as usize))
+        .collect();
+    let mut neighbours = Vec::new();
     let k = redund_nn.min(pool.n - 1);
-    let winner = run_sample(pool, k, redund_exp, &mut s, &mut penalties);
+    searcher.knn(pool, dims, &centre, k, Some(winner), &mut neighbours);
+    let mut penalties = Vec::new();
+    penalty_of(&neighbours, redund_exp, &mut penalties);
     SampleEffect { winner, penalties }
-}
-
-/// Samples handed to a worker at a time: small enough that cancellation and
-/// progress stay responsive, large enough that claiming is free.
-const CHUNK: usize = 64;
-
-/// Samples whose draws are made and ordered together (bounds their memory).
-const BATCH: u64 = 1 << 22;
-
-/// Bytes of the columns one tile of samples reads: about three quarters of
-/// a core's L2 (2 MiB on the machines we measure). Measured: 1.5 MiB beat
-/// 0.75 and 3 MiB, and beat ordering by (group of the lower dimension,
-/// higher dimension), which streams one column per sample.
-const TILE_BYTES: usize = 3 << 19;
-
-/// The draws of a batch of samples, in cache-friendly processing order.
-struct Batch {
-    m: usize,
-    dims: Vec<u32>,
-    q: Vec<f32>,
-    order: Vec<u32>,
-}
-
-impl Batch {
-    /// Draws samples `first..first + len` and orders them so that samples
-    /// reading the same columns run back to back, from cache rather than
-    /// memory. Order does not change results (see the module doc).
-    fn new(pool: &Pool, p: &Params, first: u64, len: usize) -> Batch {
-        use rayon::prelude::*;
-        let m = p.sample_dim;
-        let mut dims = vec![0u32; len * m];
-        let mut q = vec![0f32; len * m];
-        dims.par_chunks_mut(m)
-            .zip(q.par_chunks_mut(m))
-            .enumerate()
-            .for_each(|(i, (d, x))| draw_into(&pool.stats, p.seed, first + i as u64, d, x));
-        // Samples are ordered by the pair of column groups they read, so a
-        // tile's columns are read from memory once for all its samples.
-        let group = (TILE_BYTES / (2 * 4 * pool.n)).max(1) as u64;
-        let groups = (pool.d as u64).div_ceil(group);
-        let mut keyed: Vec<u64> = dims
-            .chunks(m)
-            .enumerate()
-            .map(|(i, d)| {
-                let (lo, hi) = d
-                    .iter()
-                    .fold((u32::MAX, 0), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-                let tile = (u64::from(lo) / group) * groups + u64::from(hi) / group;
-                (tile << 32) | i as u64
-            })
-            .collect();
-        keyed.par_sort_unstable();
-        let order = keyed.into_iter().map(|k| k as u32).collect();
-        Batch { m, dims, q, order }
-    }
-}
-
-fn worker(
-    pool: &Pool,
-    p: &Params,
-    batch: &Batch,
-    next: &AtomicU64,
-    done: &AtomicU64,
-    stop: &AtomicBool,
-    acc: &mut [i64],
-) {
-    let m = p.sample_dim;
-    let mut s = Scratch {
-        dims: vec![0; m],
-        q: vec![0.0; m],
-        centre: vec![0.0; m],
-        neighbours: Vec::with_capacity(2 * p.redund_nn + 2),
-        searcher: Searcher::new(),
-    };
-    let mut penalties = Vec::with_capacity(p.redund_nn + 1);
-    let k = p.redund_nn.min(pool.n - 1);
-    let len = batch.order.len();
-    while !stop.load(Ordering::Relaxed) {
-        let start = next.fetch_add(CHUNK as u64, Ordering::Relaxed) as usize;
-        if start >= len {
-            break;
-        }
-        let end = (start + CHUNK).min(len);
-        for &i in &batch.order[start..end] {
-            let at = i as usize * batch.m;
-            s.dims.copy_from_slice(&batch.dims[at..at + m]);
-            s.q.copy_from_slice(&batch.q[at..at + m]);
-            let winner = run_sample(pool, k, p.redund_exp, &mut s, &mut penalties);
-            acc[winner as usize] += FIXED_ONE as i64;
-            for &(row, w) in &penalties {
-                // w >= 0: adding 0.5 and truncating rounds to nearest
-                // without a libm call.
-                acc[row as usize] -= (w * FIXED_ONE + 0.5) as i64;
-            }
-        }
-        done.fetch_add((end - start) as u64, Ordering::Relaxed);
-    }
 }
 
 /// Raw (unnormalised, noise-free) scores: the sum over samples of coverage
@@ -361,6 +239,15 @@ pub struct Halves {
 }
 
 impl Halves {
+    /// Each half's raw scores, as floats, at `limit` evenly spaced rows
+    /// (all rows when there are no more than `limit`).
+    pub fn sampled(&self, limit: usize) -> (Vec<f64>, Vec<f64>) {
+        let n = self.first.len();
+        let m = n.min(limit.max(1));
+        let pick = |v: &[i64]| to_float((0..m).map(|j| v[j * n / m]));
+        (pick(&self.first), pick(&self.second))
+    }
+
     /// Raw scores of all samples: the exact sum of the halves, as floats.
     pub fn total(&self) -> Vec<f64> {
         to_float(self.first.iter().zip(&self.second).map(|(a, b)| a + b))
@@ -374,79 +261,12 @@ pub fn raw_halves(
     progress: &mut dyn FnMut(u64, u64) -> Result<()>,
 ) -> Result<Halves> {
     p.validate(pool.n, pool.d)?;
-    let mut accs: Vec<Vec<i64>> = (0..p.threads).map(|_| vec![0i64; pool.n]).collect();
-    let mid = p.n_sample / 2;
-    let mut halves = Vec::with_capacity(2);
-    for range in [0..mid, mid..p.n_sample] {
-        let mut first = range.start;
-        while first < range.end {
-            let len = (range.end - first).min(BATCH) as usize;
-            let batch = Batch::new(pool, p, first, len);
-            run_batch(pool, p, &batch, &mut accs, &mut |done| {
-                progress(first + done, p.n_sample)
-            })?;
-            first += len as u64;
-        }
-        // Reduce the threads' buffers into this half and clear them for the next.
-        let mut total = vec![0i64; pool.n];
-        for part in &mut accs {
-            for (t, v) in total.iter_mut().zip(part.iter_mut()) {
-                *t += std::mem::take(v);
-            }
-        }
-        halves.push(total);
-    }
-    progress(p.n_sample, p.n_sample)?;
-    let second = halves.pop().unwrap_or_default();
-    let first = halves.pop().unwrap_or_default();
-    Ok(Halves { first, second })
+    crate::runner::run_all(pool, p, progress)
 }
 
 /// Fixed-point sums back to floats.
 pub fn to_float(fixed: impl Iterator<Item = i64>) -> Vec<f64> {
     fixed.map(|v| v as f64 / FIXED_ONE).collect()
-}
-
-/// Runs one batch on `p.threads` workers, reporting progress from this thread.
-fn run_batch(
-    pool: &Pool,
-    p: &Params,
-    batch: &Batch,
-    accs: &mut [Vec<i64>],
-    progress: &mut dyn FnMut(u64) -> Result<()>,
-) -> Result<()> {
-    let next = AtomicU64::new(0);
-    let done = AtomicU64::new(0);
-    let stop = AtomicBool::new(false);
-    let mut outcome = Ok(());
-    let workers = accs.len();
-    std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<()>();
-        for acc in accs.iter_mut() {
-            let tx = tx.clone();
-            let (next, done, stop) = (&next, &done, &stop);
-            scope.spawn(move || {
-                worker(pool, p, batch, next, done, stop, acc);
-                let _ = tx.send(());
-            });
-        }
-        drop(tx);
-        let mut finished = 0;
-        while finished < workers {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(()) => finished += 1,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-            if outcome.is_ok() && finished < workers {
-                if let Err(e) = progress(done.load(Ordering::Relaxed)) {
-                    stop.store(true, Ordering::Relaxed);
-                    outcome = Err(e);
-                }
-            }
-        }
-    });
-    outcome
 }
 
 /// Final scores: raw scores, plus U(0,1) noise per row when `rand_init`,
@@ -458,6 +278,43 @@ pub fn score(
 ) -> Result<Vec<f32>> {
     let raw = raw_scores(pool, p, progress)?;
     Ok(finish(raw, p))
+}
+
+/// Final scores from the halves: their exact sum, plus noise when
+/// `rand_init`, normalised. Streams over rows twice (the noise is
+/// recomputed, not stored) so it needs no memory beyond the output.
+pub fn finish_halves(h: &Halves, p: &Params) -> Vec<f32> {
+    let raw = |row: usize| {
+        let v = (h.first[row] + h.second[row]) as f64 / FIXED_ONE;
+        if p.rand_init {
+            v + Stream::new(p.seed, STREAM_NOISE, row as u64).unit_open()
+        } else {
+            v
+        }
+    };
+    use rayon::prelude::*;
+    let n = h.first.len();
+    let (lo, hi) = (0..n)
+        .into_par_iter()
+        .map(|r| {
+            let v = raw(r);
+            (v, v)
+        })
+        .reduce(
+            || (f64::INFINITY, f64::NEG_INFINITY),
+            |a, b| (a.0.min(b.0), a.1.max(b.1)),
+        );
+    let span = hi - lo;
+    (0..n)
+        .into_par_iter()
+        .map(|r| {
+            if span > 0.0 {
+                ((raw(r) - lo) / span) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// Adds the `rand_init` noise (when on) to raw scores and normalises them.
@@ -538,6 +395,60 @@ mod tests {
                 "threads {t}"
             );
         }
+    }
+
+    /// Band search, brute force, per-thread or shared accumulators, f32 or
+    /// float16 columns: all exact, so all give the same bits.
+    #[test]
+    fn every_search_and_accumulator_gives_the_same_bits() {
+        let rows = clustered_rows(3000, 6, 4);
+        let pool = pool_from_rows(&rows).unwrap();
+        let run = |pool: &Pool, search, threads| {
+            let p = Params {
+                search,
+                ..params(4000, threads)
+            };
+            let h = raw_halves(pool, &p, &mut no_progress).unwrap();
+            (
+                h.first,
+                h.second,
+                finish_halves(&raw_halves(pool, &p, &mut no_progress).unwrap(), &p),
+            )
+        };
+        let brute = run(&pool, Search::Brute, 1);
+        assert_eq!(
+            brute.2,
+            finish(
+                raw_scores(&pool, &params(4000, 1), &mut no_progress).unwrap(),
+                &params(4000, 1)
+            )
+        );
+        assert_eq!(run(&pool, Search::Band, 1), brute);
+        assert_eq!(run(&pool, Search::Band, 3), brute);
+        crate::runner::FORCE_SHARED.store(true, std::sync::atomic::Ordering::Relaxed);
+        let shared = run(&pool, Search::Band, 3);
+        crate::runner::FORCE_SHARED.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(shared, brute);
+        // Float16 columns used in place (band search) against their f32 widening.
+        let n = rows.len();
+        let bits: Vec<u8> = (0..6)
+            .flat_map(|c| rows.iter().map(move |r| half::f16::from_f32(r[c])))
+            .flat_map(|h| h.to_le_bytes())
+            .collect();
+        let bits: &'static [u8] = Box::leak(bits.into_boxed_slice());
+        let src = crate::columns::Source {
+            bytes: bits,
+            dtype: crate::npy::Dtype::F16,
+            rows: n,
+            cols: 6,
+            fortran_order: true,
+            name: "t",
+        };
+        let half = Pool::build_with(&[src], &|| true, 0).unwrap();
+        assert!(half.is_f16());
+        let widened = Pool::build(&[src]).unwrap();
+        assert!(!widened.is_f16());
+        assert_eq!(run(&half, Search::Auto, 2), run(&widened, Search::Brute, 2));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 """Type stubs of the Rust extension (checked by mypy.stubtest in tests)."""
 
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -7,7 +8,7 @@ import numpy.typing as npt
 
 _Input = Sequence[str | npt.NDArray[np.floating]]
 
-__all__ = ["ZCoreError", "dim_stats", "sample_draws", "score", "trace"]
+__all__ = ["ZCoreError", "build_cache", "dim_stats", "sample_draws", "score", "trace"]
 
 class ZCoreError(Exception): ...
 
@@ -22,7 +23,15 @@ def score(
     seed: int,
     threads: int,
     progress: Callable[[int, int], object] | None = None,
+    search: str = "auto",
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def build_cache(
+    inputs: _Input,
+    out_path: str | os.PathLike[str],
+    *,
+    threads: int,
+    progress: Callable[[int, int], object] | None = None,
+) -> tuple[int, int, str]: ...
 def dim_stats(
     inputs: _Input,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...

@@ -19,6 +19,7 @@ import numpy as np
 
 from zcore_fast import _native
 from zcore_fast.backends import BACKENDS
+from zcore_fast.cli_cache import add_cache_command, add_cache_flags, run_cache_command
 from zcore_fast.cli_embed import add_embed_command, run_embed_command
 from zcore_fast.cli_evaluate import (
     QUALITY_COMMANDS,
@@ -100,6 +101,7 @@ def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
         help="auto: a CUDA GPU when PyTorch sees one, else cpu (the Rust engine); "
         "cuda: PyTorch on GPUs; torch: PyTorch on the CPU (default %(default)s)",
     )
+    add_cache_flags(p)  # --cache, --cache-dir (cli_cache.py)
     o = p.add_argument_group("output")
     o.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     o.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -134,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("-o", "--output", required=True, help="scores .npy (float32, one per row)")
     add_quality_commands(sub)  # evaluate, plot (cli_evaluate.py)
     add_embed_command(sub)  # embed (cli_embed.py)
+    add_cache_command(sub)  # cache (cli_cache.py)
     return parser
 
 
@@ -182,6 +185,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(str(e)) from None
     if args.command == "select":
         options_from_args(args)  # a flag of another method is a usage error
+        if args.method != "zcore" and (args.cache is not None or args.cache_dir is not None):
+            raise UsageError(f"--cache and --cache-dir apply to --method zcore, not {args.method}")
         if args.method != "zcore":
             return run_select(args, sources, budget, n, d)  # type: ignore[arg-type]
     params = {
@@ -193,11 +198,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "threads": args.threads,
         "backend": args.backend,
+        "cache": args.cache or "auto",
+        "cache_dir": args.cache_dir,
     }
     show = not args.quiet and not args.json and sys.stdout.isatty()
     start = time.perf_counter()
     with ProgressBar(enabled=show, total=None) as bar:
-        report = score_report(sources, progress=bar.update, **params)
+        building = bar.stage("building column cache", "rows")
+        report = score_report(sources, progress=bar.update, cache_progress=building, **params)
     scores = report.scores
     seconds = time.perf_counter() - start
     summary: dict[str, Any] = {
@@ -211,6 +219,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             else round(report.convergence, 4),
             "meaning": "Spearman rho between the scores of two independent halves of the "
             "samples; near 1 means more samples would hardly change the ranking",
+        },
+        "cache": {
+            "path": report.cache_path,
+            "built": report.cache_seconds > 0.0,
+            "seconds": round(report.cache_seconds, 3),
         },
         "output": str(args.output),
     }
@@ -251,12 +264,12 @@ def _report(summary: dict[str, Any], args: argparse.Namespace) -> None:
             print(
                 f"kept {summary['kept']:,} of {summary['n']:,} rows "
                 f"({summary['kept'] / summary['n']:.1%}) -> {summary['output']} "
-                f"in {summary['seconds']:.1f} s{_convergence_note(summary)}"
+                f"in {summary['seconds']:.1f} s{_convergence_note(summary)}{_cache_note(summary)}"
             )
         else:
             print(
                 f"scored {summary['n']:,} rows -> {summary['output']} in "
-                f"{summary['seconds']:.1f} s{_convergence_note(summary)}"
+                f"{summary['seconds']:.1f} s{_convergence_note(summary)}{_cache_note(summary)}"
             )
 
 
@@ -265,6 +278,13 @@ def _convergence_note(summary: dict[str, Any]) -> str:
     samples would change the ranking."""
     rho = summary.get("convergence", {}).get("spearman_halves")
     return "" if rho is None else f"; split-half rank agreement (Spearman) {rho:.2f}"
+
+
+def _cache_note(summary: dict[str, Any]) -> str:
+    """'; column cache built in 12.0 s' when this run built one, since it
+    explains the time and the disk used."""
+    cache = summary.get("cache", {})
+    return f"; column cache built in {cache['seconds']:.1f} s" if cache.get("built") else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -279,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.command == "embed":  # reports its own errors (cli_embed.py)
         return run_embed_command(args, parser)
+    if args.command == "cache":  # likewise (cli_cache.py)
+        return run_cache_command(args, parser)
     try:
         summary = run(args)
     except UsageError as e:

@@ -11,7 +11,8 @@ from typing import Callable, Literal, Union
 import numpy as np
 
 from zcore_fast import _native, backends
-from zcore_fast.io import Embeddings, as_sources
+from zcore_fast.cache import CacheMode, cached, check_mode
+from zcore_fast.io import Embeddings, PathLike, as_sources
 
 ProgressFn = Callable[[int, int], object]
 SampleCount = Union[int, Literal["auto"]]
@@ -70,6 +71,11 @@ class ScoreReport:
     seconds: float
     #: The parameters used, by the paper's names (plus seed and threads).
     parameters: dict[str, object]
+    #: The column cache scored from (see `zcore_fast.cache`), or None.
+    cache_path: str | None = None
+    #: Seconds spent building that cache in this call; 0.0 when it was
+    #: reused or none was used. Not included in `seconds`.
+    cache_seconds: float = 0.0
 
 
 #: The paper's defaults, by the paper's names.
@@ -112,6 +118,9 @@ def score(
     progress: ProgressFn | None = None,
     backend: str = "auto",
     device: object = None,
+    cache: CacheMode = "auto",
+    cache_dir: PathLike | None = None,
+    cache_progress: ProgressFn | None = None,
 ) -> np.ndarray:
     """ZCore scores of every row of `embeddings`, float32 in [0, 1].
 
@@ -138,6 +147,18 @@ def score(
             for float16 storage and tolerances. `threads` is for "cpu" only.
         device: torch device(s) for "torch"/"cuda": "cuda:1", or a list to
             split the samples across; default every visible GPU for "cuda".
+        cache: the out-of-core column cache of the CPU engine (README
+            "Column cache"): "auto" writes a dimension-major copy of .npy
+            inputs to `cache_dir` when its float32 size would exceed 1 GiB,
+            and scores from it in place so a pool larger than RAM fits;
+            "always" (True) for any .npy inputs; "never" (False) transposes
+            in memory. A copy is built once and reused while the files are
+            unchanged. Arrays are never cached, nor is anything on the torch
+            backends.
+        cache_dir: where cached copies live; default $ZCORE_FAST_CACHE_DIR,
+            else $XDG_CACHE_HOME/zcore-fast, else ~/.cache/zcore-fast.
+        cache_progress: called as cache_progress(done, total) (rows
+            written) while a cache is built; `progress` counts samples only.
 
     Returns:
         float32 array of shape (N,): higher means keep. `score_report`
@@ -146,6 +167,8 @@ def score(
 
     Raises:
         FileNotFoundError, ValueError, TypeError: for bad input, with what to do.
+        ZCoreError: too little disk space for the column cache (before
+            anything is written), and other engine failures.
         KeyboardInterrupt: on Ctrl-C (checked about every 50 ms).
     """
     return score_report(
@@ -160,6 +183,9 @@ def score(
         progress=progress,
         backend=backend,
         device=device,
+        cache=cache,
+        cache_dir=cache_dir,
+        cache_progress=cache_progress,
     ).scores
 
 
@@ -176,6 +202,9 @@ def score_report(
     progress: ProgressFn | None = None,
     backend: str = "auto",
     device: object = None,
+    cache: CacheMode = "auto",
+    cache_dir: PathLike | None = None,
+    cache_progress: ProgressFn | None = None,
 ) -> ScoreReport:
     """ZCore scores with the sample count used and a convergence measure.
 
@@ -192,23 +221,32 @@ def score_report(
     threads = available_threads() if threads is None else _positive_int("threads", threads)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if progress is not None and not callable(progress):
-        raise TypeError("progress must be callable as progress(done, total)")
+    for name, fn in (("progress", progress), ("cache_progress", cache_progress)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be callable as {name}(done, total)")
     engine, devices = backends.resolve(backend, device)
-    start = time.perf_counter()
-    run = _native.score if engine == "cpu" else backends.scorer(devices)
-    scores, first, second = run(
-        sources,
-        n_sample=n_sample,
-        sample_dim=sample_dim,
-        redund_nn=redund_nn,
-        redund_exp=float(redund_exp),
-        rand_init=bool(rand_init),
-        seed=int(seed) % (1 << 64),
-        threads=threads,
-        progress=progress,
-    )
-    seconds = time.perf_counter() - start
+    # The torch backends read the inputs themselves: only the Rust engine
+    # scores from the dimension-major cache.
+    mode = check_mode(cache)  # refused on every backend alike
+    if engine != "cpu":
+        mode = "never"
+    with cached(
+        sources, cache=mode, cache_dir=cache_dir, threads=threads, progress=cache_progress
+    ) as prepared:
+        start = time.perf_counter()
+        run = _native.score if engine == "cpu" else backends.scorer(devices)
+        scores, first, second = run(
+            prepared.sources,
+            n_sample=n_sample,
+            sample_dim=sample_dim,
+            redund_nn=redund_nn,
+            redund_exp=float(redund_exp),
+            rand_init=bool(rand_init),
+            seed=int(seed) % (1 << 64),
+            threads=threads,
+            progress=progress,
+        )
+        seconds = time.perf_counter() - start
     return ScoreReport(
         scores=scores,
         n_sample=n_sample,
@@ -224,6 +262,8 @@ def score_report(
             "threads": threads,
             "backend": engine,
         },
+        cache_path=prepared.path,
+        cache_seconds=prepared.seconds,
     )
 
 

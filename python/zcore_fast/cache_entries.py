@@ -1,0 +1,211 @@
+"""What is in a column cache directory: entry names (keys), sidecars, and
+whether an entry still matches its sources.
+
+An entry is `columns-<16 hex>.npy` (the dimension-major copy, a standard
+Fortran-order .npy) with a sidecar `columns-<16 hex>.json` recording its
+sources, and a lock file `columns-<16 hex>.lock` (cache_lock.py). The key
+hashes, for each source in order, its real path, size, mtime (ns), inode
+and the sha256 of its .npy header, so a changed source gets a new key.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import struct
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zcore_fast.io import atomic_write
+
+#: Bumped when the cache layout changes, so old entries are never read.
+FORMAT = 1
+PREFIX = "columns-"
+_MAGIC = b"\x93NUMPY"
+#: Headers longer than this are not .npy files we want to cache.
+_MAX_HEADER = 1 << 20
+
+
+@dataclass(frozen=True)
+class NpyHeader:
+    """The parts of a .npy header the cache needs."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+    #: Bytes before the data: magic, version, length and header dict.
+    data_offset: int
+
+
+def read_header(path: str | Path) -> tuple[NpyHeader, bytes]:
+    """The header of the .npy file at `path` and its raw bytes (magic up to
+    the data). Raises ValueError for a file that is not a .npy."""
+    with open(path, "rb") as f:
+        prefix = f.read(12)
+        if len(prefix) < 10 or not prefix.startswith(_MAGIC):
+            raise ValueError(f"{path}: not a .npy file")
+        major = prefix[6]
+        if major == 1:
+            (length,), start = struct.unpack("<H", prefix[8:10]), 10
+        elif major in (2, 3) and len(prefix) == 12:
+            (length,), start = struct.unpack("<I", prefix[8:12]), 12
+        else:
+            raise ValueError(f"{path}: unsupported .npy format version {major}")
+        if length > _MAX_HEADER:
+            raise ValueError(f"{path}: .npy header too long")
+        f.seek(start)
+        text = f.read(length)
+    if len(text) != length:
+        raise ValueError(f"{path}: truncated .npy header")
+    try:
+        fields = ast.literal_eval(text.decode("utf8" if major == 3 else "latin1"))
+        header = NpyHeader(
+            shape=tuple(int(n) for n in fields["shape"]),
+            dtype=np.lib.format.descr_to_dtype(fields["descr"]),
+            fortran_order=bool(fields["fortran_order"]),
+            data_offset=start + length,
+        )
+    except (SyntaxError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: unreadable .npy header ({e})") from None
+    return header, prefix[:start] + text
+
+
+@dataclass(frozen=True)
+class SourceStat:
+    """A source file as it was when its entry was keyed."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    ino: int
+    header_sha256: str
+
+    @classmethod
+    def of(cls, path: str) -> tuple[SourceStat, NpyHeader]:
+        """The stat of the .npy at `path` and its header. Raises OSError or
+        ValueError for a missing or non-.npy file."""
+        real = os.path.realpath(path)
+        header, raw = read_header(real)
+        st = os.stat(real)
+        digest = hashlib.sha256(raw).hexdigest()
+        return cls(real, st.st_size, st.st_mtime_ns, st.st_ino, digest), header
+
+    def change(self) -> str | None:
+        """Why the file no longer matches this record ("vanished",
+        "changed"), or None when it still does. The header is not reread:
+        size, mtime and inode already change when a file is rewritten."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return "vanished"
+        if (st.st_size, st.st_mtime_ns, st.st_ino) != (self.size, self.mtime_ns, self.ino):
+            return "changed"
+        return None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cache entry's files in `directory`."""
+
+    directory: Path
+    name: str  # columns-<16 hex>
+
+    @property
+    def npy(self) -> Path:
+        """The dimension-major copy."""
+        return self.directory / f"{self.name}.npy"
+
+    @property
+    def sidecar(self) -> Path:
+        """The JSON record of the sources."""
+        return self.directory / f"{self.name}.json"
+
+    @property
+    def lock(self) -> Path:
+        """The lock file (cache_lock.py)."""
+        return self.directory / f"{self.name}.lock"
+
+    def temp_path(self) -> Path:
+        """A fresh temporary name for building this entry: hidden, unique
+        per process and call, and tied to the entry so `clear` can tell
+        whose it is."""
+        token = hashlib.sha256(os.urandom(8)).hexdigest()[:8]
+        return self.directory / f".{self.name}.npy.{os.getpid()}.{token}.tmp"
+
+
+def entry_for(directory: Path, sources: Sequence[SourceStat], dtype: str) -> Entry:
+    """The entry that caches `sources` (in this order) as `dtype`."""
+    key = json.dumps(
+        {"format": FORMAT, "dtype": dtype, "sources": [asdict(s) for s in sources]},
+        sort_keys=True,
+    )
+    return Entry(directory, PREFIX + hashlib.sha256(key.encode()).hexdigest()[:16])
+
+
+def write_sidecar(
+    entry: Entry, sources: Sequence[SourceStat], shape: tuple[int, int], dtype: str
+) -> None:
+    """Records the sources of a built entry, atomically."""
+    record = {
+        "format": FORMAT,
+        "sources": [asdict(s) for s in sources],
+        "rows": shape[0],
+        "cols": shape[1],
+        "dtype": dtype,
+        "bytes": entry.npy.stat().st_size,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    with atomic_write(entry.sidecar, "w") as handle:
+        json.dump(record, handle, indent=1)
+
+
+def read_sidecar(entry: Entry) -> dict[str, Any] | None:
+    """The sidecar's record, or None when missing or unreadable."""
+    try:
+        record = json.loads(entry.sidecar.read_text())
+        record["sources"] = [SourceStat(**s) for s in record["sources"]]
+        record["rows"], record["cols"] = int(record["rows"]), int(record["cols"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return record if isinstance(record, dict) and record.get("format") == FORMAT else None
+
+
+def matches(
+    entry: Entry, sources: Sequence[SourceStat], shape: tuple[int, int], dtype: str
+) -> bool:
+    """Whether `entry` is complete and holds exactly `sources` as they are
+    now: the sidecar names them with their current stat, and the .npy is a
+    Fortran-order `shape` array of `dtype` with all its bytes."""
+    record = read_sidecar(entry)
+    if record is None or record["sources"] != list(sources):
+        return False
+    if (record["rows"], record["cols"], record["dtype"]) != (*shape, dtype):
+        return False
+    if any(s.change() for s in sources):
+        return False
+    return npy_complete(entry.npy, shape, dtype)
+
+
+def npy_complete(path: Path, shape: tuple[int, int], dtype: str) -> bool:
+    """Whether `path` is a Fortran-order `shape` .npy of `dtype` whose size
+    is its header plus every value (a truncated copy is never used)."""
+    try:
+        header, _ = read_header(path)
+        size = path.stat().st_size
+    except (OSError, ValueError):
+        return False
+    want = np.dtype(dtype)
+    return (
+        header.shape == shape
+        # One column (or row) is the same bytes in either order.
+        and (header.fortran_order or 1 in shape)
+        and header.dtype == want
+        and size == header.data_offset + shape[0] * shape[1] * want.itemsize
+    )

@@ -1,0 +1,147 @@
+//! The band search's inner loop: distances of one bucket's rows to a query
+//! and the rows within a limit, 16 at a time with AVX-512 gathers where the
+//! CPU has them. Same f32 arithmetic as every other path:
+//! |vb - qb| + |x_o[row] - qo|.
+
+use crate::columns::Col;
+use crate::kernels::Isa;
+use crate::search::Neighbour;
+
+/// A bucket's rows, their values in the band dimension, and the query.
+#[derive(Clone, Copy)]
+pub struct Block<'a> {
+    /// Rows of the bucket.
+    pub rows: &'a [u32],
+    /// Their values in the band dimension.
+    pub vals: &'a [f32],
+    /// The other dimension's column.
+    pub other: Col<'a>,
+    /// Query coordinate in the band dimension.
+    pub qb: f32,
+    /// Query coordinate in the other dimension.
+    pub qo: f32,
+}
+
+/// Calls `f(row, dist)` for every row of the block (portable version).
+#[inline(always)]
+pub fn each_distance(b: Block<'_>, mut f: impl FnMut(u32, f32)) {
+    match b.other {
+        Col::F32(c) => {
+            for (&row, &vb) in b.rows.iter().zip(b.vals) {
+                f(row, (vb - b.qb).abs() + (c[row as usize] - b.qo).abs());
+            }
+        }
+        Col::F16(c) => {
+            for (&row, &vb) in b.rows.iter().zip(b.vals) {
+                let xo = half::f16::from_bits(c[row as usize]).to_f32();
+                f(row, (vb - b.qb).abs() + (xo - b.qo).abs());
+            }
+        }
+    }
+}
+
+/// Appends to `out` every row of the block other than `exclude` at distance
+/// <= `limit`, in block order.
+pub fn collect_within(isa: Isa, b: Block<'_>, limit: f32, exclude: u32, out: &mut Vec<Neighbour>) {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        // SAFETY: `Avx512` is only produced after run-time detection.
+        unsafe { x86::collect_within(b, limit, exclude, out) };
+        return;
+    }
+    let _ = isa;
+    each_distance(b, |row, dist| {
+        if dist <= limit && row != exclude {
+            out.push(Neighbour { row, dist });
+        }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Block;
+    use crate::columns::Col;
+    use crate::search::Neighbour;
+    use std::arch::x86_64::*;
+
+    /// Other-dimension values of 16 rows. Float16 has no 16-bit gather:
+    /// 32 bits are gathered at each element and the low half kept. The
+    /// column's last element has only 2 bytes after it that may lie past
+    /// the data, so that lane is read on its own.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn gather_other(other: Col<'_>, r: __m512i, live: __mmask16) -> __m512 {
+        match other {
+            Col::F32(c) => _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), live, r, c.as_ptr()),
+            Col::F16(c) => {
+                let last = c.len() as i32 - 1;
+                let tail = _mm512_mask_cmpeq_epi32_mask(live, r, _mm512_set1_epi32(last));
+                let g = _mm512_mask_i32gather_epi32::<2>(
+                    _mm512_setzero_si512(),
+                    live & !tail,
+                    r,
+                    c.as_ptr().cast(),
+                );
+                let mut x = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+                if tail != 0 {
+                    let v = half::f16::from_bits(c[last as usize]).to_f32();
+                    x = _mm512_mask_mov_ps(x, tail, _mm512_set1_ps(v));
+                }
+                x
+            }
+        }
+    }
+
+    #[inline]
+    fn live_mask(n: usize, base: usize) -> __mmask16 {
+        let left = n - base;
+        if left >= 16 {
+            0xFFFF
+        } else {
+            ((1u32 << left) - 1) as __mmask16
+        }
+    }
+
+    /// See `super::collect_within`. Hits are compressed in registers and
+    /// stored as whole (row, dist) vectors; `out` keeps 16 pairs of slack.
+    #[target_feature(enable = "avx512f,popcnt")]
+    pub unsafe fn collect_within(b: Block<'_>, limit: f32, exclude: u32, out: &mut Vec<Neighbour>) {
+        let n = b.rows.len();
+        out.reserve(n + 16);
+        let mut count = out.len();
+        let dst = out.as_mut_ptr().cast::<i32>();
+        let (qb, qo) = (_mm512_set1_ps(b.qb), _mm512_set1_ps(b.qo));
+        let lim = _mm512_set1_ps(limit);
+        let skip = _mm512_set1_epi32(exclude as i32);
+        let pair_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let pair_hi =
+            _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        let mut i = 0;
+        while i < n {
+            let live = live_mask(n, i);
+            let r = _mm512_maskz_loadu_epi32(live, b.rows.as_ptr().add(i).cast());
+            let vb = _mm512_maskz_loadu_ps(live, b.vals.as_ptr().add(i));
+            let xo = gather_other(b.other, r, live);
+            let d = _mm512_add_ps(
+                _mm512_abs_ps(_mm512_sub_ps(vb, qb)),
+                _mm512_abs_ps(_mm512_sub_ps(xo, qo)),
+            );
+            let hit = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(live, d, lim)
+                & _mm512_cmpneq_epi32_mask(r, skip);
+            // Branch-free: whether a block has hits is close to a coin flip.
+            let rc = _mm512_maskz_compress_epi32(hit, r);
+            let dc = _mm512_maskz_compress_epi32(hit, _mm512_castps_si512(d));
+            _mm512_storeu_si512(
+                dst.add(2 * count).cast(),
+                _mm512_permutex2var_epi32(rc, pair_lo, dc),
+            );
+            _mm512_storeu_si512(
+                dst.add(2 * count + 16).cast(),
+                _mm512_permutex2var_epi32(rc, pair_hi, dc),
+            );
+            count += (hit as u32).count_ones() as usize;
+            i += 16;
+        }
+        out.set_len(count);
+    }
+}

@@ -1,0 +1,221 @@
+//! Writes the dimension-major working copy of a pool to a file: a standard
+//! Fortran-order `.npy` that the engine then uses in place (`Pool::build`
+//! borrows a single Fortran-order source), so scoring a file larger than RAM
+//! reads file-backed pages the kernel can evict instead of a private copy.
+//!
+//! Float16 inputs stay float16 (exact, half the bytes); anything else is
+//! stored as f32, the engine's arithmetic type. Naming, keying, locking and
+//! the atomic rename are the caller's job (Python `zcore_fast.cache`): this
+//! writes whatever path it is given.
+
+use crate::band::SharedOut;
+use crate::columns::Source;
+use crate::error::{invalid, CoreError, Result};
+use crate::npy::Dtype;
+use memmap2::MmapMut;
+use rayon::prelude::*;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+
+/// Rows transposed per task: a task's input rows stay in cache while it
+/// writes them to every column.
+const ROW_CHUNK: usize = 4096;
+
+/// Row chunks per progress report (one wave of parallel tasks).
+const CHUNKS_PER_WAVE: usize = 64;
+
+/// What was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Rows (examples).
+    pub rows: usize,
+    /// Columns (dimensions, all sources concatenated).
+    pub cols: usize,
+    /// Element type: F16 when every source is float16, else F32.
+    pub dtype: Dtype,
+}
+
+/// The `.npy` v1 header of a Fortran-order `rows x cols` array, padded so
+/// the data starts at a multiple of 64 bytes (aligned for any element).
+fn header(dtype: Dtype, rows: usize, cols: usize) -> Vec<u8> {
+    let descr = if dtype == Dtype::F16 { "<f2" } else { "<f4" };
+    let mut dict =
+        format!("{{'descr': '{descr}', 'fortran_order': True, 'shape': ({rows}, {cols}), }}");
+    let unpadded = 10 + dict.len() + 1;
+    dict.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    dict.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out
+}
+
+/// Allocates the file's disk blocks up front, so a disk that fills up
+/// fails here with an error instead of later, inside a write through the
+/// map, with SIGBUS. Filesystems without the call fall back to sparse.
+fn reserve(file: &std::fs::File, size: usize) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open descriptor and in-range lengths.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, size as libc::off_t) };
+        if rc != 0 && rc != libc::EOPNOTSUPP && rc != libc::EINVAL {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+    }
+    let _ = (file, size);
+    Ok(())
+}
+
+/// Writes the concatenation of `sources` (same row count) dimension-major to
+/// `path`, creating or truncating it. `report(rows_done, rows)` is called
+/// between waves of work; an error from it stops the build and is returned
+/// (the partial file is left for the caller to remove).
+pub fn write_columns(
+    sources: &[Source<'_>],
+    path: &Path,
+    report: &mut dyn FnMut(u64, u64) -> Result<()>,
+) -> Result<Written> {
+    let Some(first) = sources.first() else {
+        return Err(invalid!("no embeddings given"));
+    };
+    let rows = first.rows;
+    if let Some(bad) = sources.iter().find(|s| s.rows != rows) {
+        return Err(invalid!(
+            "row counts differ: {} has {} rows but {} has {}; concatenated \
+             embedding files must describe the same examples in the same order",
+            first.name,
+            rows,
+            bad.name,
+            bad.rows
+        ));
+    }
+    let cols: usize = sources.iter().map(|s| s.cols).sum();
+    let dtype = if sources.iter().all(|s| s.dtype == Dtype::F16) {
+        Dtype::F16
+    } else {
+        Dtype::F32
+    };
+    let head = header(dtype, rows, cols);
+    let size = head.len() + rows * cols * dtype.size();
+    let shown = path.display();
+    let io = |what: &str, e: std::io::Error| CoreError::Io(format!("{shown}: cannot {what}: {e}"));
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| io("create", e))?;
+    file.write_all(&head).map_err(|e| io("write", e))?;
+    file.set_len(size as u64).map_err(|e| io("resize", e))?;
+    reserve(&file, size).map_err(|e| io("reserve disk space for", e))?;
+    // SAFETY: a fresh file this process just sized; the caller keeps others
+    // away from it (temp name + rename).
+    let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| io("memory-map", e))?;
+    let data = &mut map[head.len()..];
+    let owners: Vec<(usize, usize)> = sources
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| (0..s.cols).map(move |c| (i, c)))
+        .collect();
+    let out = SharedOut(data.as_mut_ptr());
+    let chunks = rows.div_ceil(ROW_CHUNK);
+    let mut done_chunks = 0;
+    while done_chunks < chunks {
+        let wave = done_chunks..(done_chunks + CHUNKS_PER_WAVE).min(chunks);
+        done_chunks = wave.end;
+        wave.into_par_iter().for_each(|chunk| {
+            let from = chunk * ROW_CHUNK;
+            let to = (from + ROW_CHUNK).min(rows);
+            for (dim, &(src, col)) in owners.iter().enumerate() {
+                let s = &sources[src];
+                for row in from..to {
+                    let at = dim * rows + row;
+                    // SAFETY: each task writes rows `from..to` of every
+                    // column, disjoint from every other task, within `data`.
+                    unsafe {
+                        if dtype == Dtype::F16 {
+                            let bits = s.bits16(row, col).to_le_bytes();
+                            std::ptr::copy_nonoverlapping(bits.as_ptr(), out.ptr().add(2 * at), 2);
+                        } else {
+                            let v = s.get(row, col).to_le_bytes();
+                            std::ptr::copy_nonoverlapping(v.as_ptr(), out.ptr().add(4 * at), 4);
+                        }
+                    }
+                }
+            }
+        });
+        report((done_chunks * ROW_CHUNK).min(rows) as u64, rows as u64)?;
+    }
+    map.flush().map_err(|e| io("flush", e))?;
+    Ok(Written { rows, cols, dtype })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::columns::Pool;
+    use crate::npy::NpyFile;
+    use half::f16;
+
+    #[test]
+    fn written_file_is_a_fortran_npy_of_the_concatenation() {
+        let dir = std::env::temp_dir().join(format!("zcore-cache-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (n, da, db) = (5000usize, 3usize, 2usize);
+        let a: Vec<f32> = (0..n * da).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f16> = (0..n * db)
+            .map(|i| f16::from_f32((i as f32 * 0.11).cos()))
+            .collect();
+        let a_bytes: Vec<u8> = a.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let b_bytes: Vec<u8> = b.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let src = |bytes, dtype, cols| Source {
+            bytes,
+            dtype,
+            rows: n,
+            cols,
+            fortran_order: false,
+            name: "t",
+        };
+        let sources = [
+            src(&a_bytes[..], Dtype::F32, da),
+            src(&b_bytes[..], Dtype::F16, db),
+        ];
+        let path = dir.join("mixed.npy");
+        let w = write_columns(&sources, &path, &mut |_, _| Ok(())).unwrap();
+        assert_eq!((w.rows, w.cols, w.dtype), (n, da + db, Dtype::F32));
+        let file = NpyFile::open(&path).unwrap();
+        assert!(file.header.fortran_order);
+        assert_eq!(file.header.data_offset % 64, 0);
+        let cached = Source {
+            bytes: file.data(),
+            dtype: file.header.dtype,
+            rows: file.rows(),
+            cols: file.cols(),
+            fortran_order: true,
+            name: "cache",
+        };
+        let direct = Pool::build(&sources).unwrap();
+        let in_place = Pool::build(&[cached]).unwrap();
+        for dim in 0..da + db {
+            for row in (0..n).step_by(7) {
+                assert_eq!(direct.value(dim, row), in_place.value(dim, row));
+            }
+            assert_eq!(direct.stats.md[dim], in_place.stats.md[dim]);
+        }
+        // All-float16 sources stay float16.
+        let halves = [src(&b_bytes[..], Dtype::F16, db)];
+        let path16 = dir.join("half.npy");
+        let w = write_columns(&halves, &path16, &mut |_, _| Ok(())).unwrap();
+        assert_eq!(w.dtype, Dtype::F16);
+        let file = NpyFile::open(&path16).unwrap();
+        assert_eq!(file.header.dtype, Dtype::F16);
+        assert_eq!(file.data().len(), n * db * 2);
+        // A report error stops the build.
+        let stopped = write_columns(&halves, &path16, &mut |_, _| Err(CoreError::Cancelled));
+        assert_eq!(stopped.unwrap_err(), CoreError::Cancelled);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

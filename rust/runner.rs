@@ -1,0 +1,419 @@
+//! Runs all samples of a scoring on worker threads: draws them in batches,
+//! orders each batch for locality, and sums every sample's effect into
+//! fixed-point accumulators (integer sums, so order and thread count never
+//! change the result).
+//!
+//! Two orders, one per search method:
+//! - brute force: samples grouped by the pair of column groups they read,
+//!   so a tile of columns comes from memory once for all its samples;
+//! - band search: samples grouped by their band dimension, so one
+//!   `BandIndex` (built in parallel, shared by all workers) serves every
+//!   sample of the group.
+
+use crate::band::{BandIndex, BandQuery};
+use crate::columns::Pool;
+use crate::error::Result;
+use crate::search::Searcher;
+use crate::zcore::{draw_into, penalty_of, Halves, Params, FIXED_ONE};
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Samples handed to a worker at a time: small enough that cancellation and
+/// progress stay responsive, large enough that claiming is free.
+const CHUNK: usize = 64;
+
+/// Samples whose draws are made and ordered together (bounds their memory).
+const BATCH: u64 = 1 << 22;
+
+/// Bytes of the columns one tile of samples reads: about three quarters of
+/// a core's L2 (2 MiB on the machines we measure). Measured: 1.5 MiB beat
+/// 0.75 and 3 MiB, and beat ordering by (group of the lower dimension,
+/// higher dimension), which streams one column per sample.
+const TILE_BYTES: usize = 3 << 19;
+
+/// Per-thread accumulators are used while all of them together stay under
+/// this many bytes; beyond it, one shared set of atomic accumulators keeps
+/// private memory at 16 bytes per row whatever the thread count.
+const PER_THREAD_BYTES: usize = 256 << 20;
+
+/// How samples find their neighbours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Search {
+    /// Band search for two-dimensional subspaces of large pools, brute
+    /// force otherwise.
+    Auto,
+    /// Vectorised passes over all rows.
+    Brute,
+    /// Band search (two-dimensional subspaces only; others use brute force).
+    Band,
+}
+
+/// Pools with at least this many rows use band search under `Search::Auto`.
+/// Below it the vectorised passes over every row are faster.
+pub const BAND_MIN_ROWS: usize = 100_000;
+
+fn use_band(pool: &Pool<'_>, p: &Params) -> bool {
+    p.sample_dim == 2
+        && match p.search {
+            Search::Auto => pool.n >= BAND_MIN_ROWS || pool.is_f16(),
+            Search::Brute => false,
+            Search::Band => true,
+        }
+}
+
+/// The draws of a batch of samples, in processing order.
+struct Batch {
+    m: usize,
+    first: u64,
+    dims: Vec<u32>,
+    q: Vec<f32>,
+    /// Sample offsets (in the batch) in processing order.
+    order: Vec<u32>,
+    /// Band search: the band dimension of each sample (by offset).
+    band_dim: Vec<u32>,
+}
+
+/// Density of dimension `d` near `x`, estimated from the sorted subsample:
+/// the band search reads fewer rows in the sparser dimension.
+fn density(sorted_sub: &[f32], x: f32, half_width: f32) -> f32 {
+    let lo = sorted_sub.partition_point(|&v| v < x - half_width);
+    let hi = sorted_sub.partition_point(|&v| v <= x + half_width);
+    (hi - lo) as f32 / half_width.max(f32::MIN_POSITIVE)
+}
+
+impl Batch {
+    /// Draws samples `first..first + len` and orders them (see module doc).
+    /// Order does not change results.
+    fn new(
+        pool: &Pool<'_>,
+        p: &Params,
+        band: Option<&[Vec<f32>]>,
+        first: u64,
+        len: usize,
+    ) -> Batch {
+        let m = p.sample_dim;
+        let mut dims = vec![0u32; len * m];
+        let mut q = vec![0f32; len * m];
+        dims.par_chunks_mut(m)
+            .zip(q.par_chunks_mut(m))
+            .enumerate()
+            .for_each(|(i, (d, x))| draw_into(&pool.stats, p.seed, first + i as u64, d, x));
+        let mut band_dim = Vec::new();
+        let mut keyed: Vec<u64> = match band {
+            Some(sorted_sub) => {
+                band_dim = dims
+                    .par_chunks(m)
+                    .zip(q.par_chunks(m))
+                    .map(|(d, x)| {
+                        let width = |j: usize| {
+                            let k = d[j] as usize;
+                            ((pool.stats.hi[k] - pool.stats.lo[k]) / 64.0) as f32
+                        };
+                        let rho0 = density(&sorted_sub[d[0] as usize], x[0], width(0));
+                        let rho1 = density(&sorted_sub[d[1] as usize], x[1], width(1));
+                        if rho0 <= rho1 {
+                            d[0]
+                        } else {
+                            d[1]
+                        }
+                    })
+                    .collect();
+                band_dim
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &b)| (u64::from(b) << 32) | i as u64)
+                    .collect()
+            }
+            None => {
+                // Samples ordered by the pair of column groups they read.
+                let group = (TILE_BYTES / (2 * 4 * pool.n)).max(1) as u64;
+                let groups = (pool.d as u64).div_ceil(group);
+                dims.chunks(m)
+                    .enumerate()
+                    .map(|(i, d)| {
+                        let (lo, hi) = d
+                            .iter()
+                            .fold((u32::MAX, 0), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+                        let tile = (u64::from(lo) / group) * groups + u64::from(hi) / group;
+                        (tile << 32) | i as u64
+                    })
+                    .collect()
+            }
+        };
+        keyed.par_sort_unstable();
+        let order = keyed.into_iter().map(|k| k as u32).collect();
+        Batch {
+            m,
+            first,
+            dims,
+            q,
+            order,
+            band_dim,
+        }
+    }
+}
+
+/// Where a worker adds its samples' effects: `[first half, second half]`.
+enum Sink<'a> {
+    Own(&'a mut [Vec<i64>; 2]),
+    Shared(&'a [Vec<AtomicI64>; 2]),
+}
+
+impl Sink<'_> {
+    #[inline(always)]
+    fn add(&mut self, half: usize, row: u32, v: i64) {
+        match self {
+            Sink::Own(acc) => acc[half][row as usize] += v,
+            Sink::Shared(acc) => {
+                acc[half][row as usize].fetch_add(v, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// How the samples of one stretch of a batch search.
+#[derive(Clone, Copy)]
+enum Finder<'a> {
+    Brute,
+    Band(&'a BandIndex),
+}
+
+/// Everything workers share while running one stretch of a batch.
+struct Stretch<'a> {
+    pool: &'a Pool<'a>,
+    p: &'a Params,
+    batch: &'a Batch,
+    order: &'a [u32],
+    finder: Finder<'a>,
+    mid: u64,
+}
+
+fn worker(
+    job: &Stretch<'_>,
+    next: &AtomicU64,
+    done: &AtomicU64,
+    stop: &AtomicBool,
+    mut sink: Sink<'_>,
+) {
+    let (pool, p, batch) = (job.pool, job.p, job.batch);
+    let m = p.sample_dim;
+    let mut searcher = Searcher::new();
+    let mut neighbours = Vec::with_capacity(2 * p.redund_nn + 66);
+    let mut centre = vec![0f32; m];
+    let mut penalties = Vec::with_capacity(p.redund_nn + 1);
+    let k = p.redund_nn.min(pool.n - 1);
+    let len = job.order.len();
+    while !stop.load(Ordering::Relaxed) {
+        let start = next.fetch_add(CHUNK as u64, Ordering::Relaxed) as usize;
+        if start >= len {
+            break;
+        }
+        let end = (start + CHUNK).min(len);
+        for &i in &job.order[start..end] {
+            let at = i as usize * batch.m;
+            let (dims, q) = (&batch.dims[at..at + m], &batch.q[at..at + m]);
+            let winner = match job.finder {
+                Finder::Brute => {
+                    let winner = searcher.nearest(pool, dims, q).row;
+                    for (c, &d) in centre.iter_mut().zip(dims) {
+                        *c = pool.value(d as usize, winner as usize);
+                    }
+                    searcher.knn(pool, dims, &centre, k, Some(winner), &mut neighbours);
+                    winner
+                }
+                Finder::Band(index) => {
+                    let b = index.dim;
+                    let (o, qb, qo) = if dims[0] == b {
+                        (dims[1], q[0], q[1])
+                    } else {
+                        (dims[0], q[1], q[0])
+                    };
+                    let winner = index.nearest(pool, BandQuery { other: o, qb, qo }).row;
+                    let c = BandQuery {
+                        other: o,
+                        qb: pool.value(b as usize, winner as usize),
+                        qo: pool.value(o as usize, winner as usize),
+                    };
+                    let centre = [
+                        pool.value(dims[0] as usize, winner as usize),
+                        pool.value(dims[1] as usize, winner as usize),
+                    ];
+                    let guess = searcher.limit_estimate(pool, dims, &centre, k);
+                    index.knn(pool, c, k, winner, guess, &mut neighbours);
+                    winner
+                }
+            };
+            penalty_of(&neighbours, p.redund_exp, &mut penalties);
+            let half = usize::from(batch.first + u64::from(i) >= job.mid);
+            sink.add(half, winner, FIXED_ONE as i64);
+            for &(row, w) in &penalties {
+                // w >= 0: adding 0.5 and truncating rounds to nearest
+                // without a libm call.
+                sink.add(half, row, -((w * FIXED_ONE + 0.5) as i64));
+            }
+        }
+        done.fetch_add((end - start) as u64, Ordering::Relaxed);
+    }
+}
+
+/// Tests set this to run the shared (atomic) accumulators on small pools.
+#[cfg(test)]
+pub(crate) static FORCE_SHARED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// The accumulators of a run.
+enum Accumulators {
+    PerThread(Vec<[Vec<i64>; 2]>),
+    Shared([Vec<AtomicI64>; 2]),
+}
+
+impl Accumulators {
+    fn new(n: usize, threads: usize) -> Self {
+        let zeros = || vec![0i64; n];
+        #[cfg(test)]
+        let threads_fit = !FORCE_SHARED.load(Ordering::Relaxed);
+        #[cfg(not(test))]
+        let threads_fit = true;
+        if threads_fit && (threads == 1 || threads * 16 * n <= PER_THREAD_BYTES) {
+            Accumulators::PerThread((0..threads).map(|_| [zeros(), zeros()]).collect())
+        } else {
+            let zeros = || (0..n).map(|_| AtomicI64::new(0)).collect();
+            Accumulators::Shared([zeros(), zeros()])
+        }
+    }
+
+    fn sinks(&mut self, threads: usize) -> Vec<Sink<'_>> {
+        match self {
+            Accumulators::PerThread(v) => v.iter_mut().map(Sink::Own).collect(),
+            Accumulators::Shared(acc) => (0..threads).map(|_| Sink::Shared(acc)).collect(),
+        }
+    }
+
+    fn into_halves(self) -> Halves {
+        match self {
+            Accumulators::PerThread(parts) => {
+                let mut parts = parts.into_iter();
+                let [mut first, mut second] = parts.next().unwrap_or_default();
+                for [a, b] in parts {
+                    first.iter_mut().zip(a).for_each(|(t, v)| *t += v);
+                    second.iter_mut().zip(b).for_each(|(t, v)| *t += v);
+                }
+                Halves { first, second }
+            }
+            Accumulators::Shared([a, b]) => Halves {
+                first: a.into_iter().map(AtomicI64::into_inner).collect(),
+                second: b.into_iter().map(AtomicI64::into_inner).collect(),
+            },
+        }
+    }
+}
+
+/// Runs every sample; `progress(done, total)` is called from this thread
+/// about every 50 ms, and an error from it stops the run.
+pub(crate) fn run_all(
+    pool: &Pool<'_>,
+    p: &Params,
+    progress: &mut dyn FnMut(u64, u64) -> Result<()>,
+) -> Result<Halves> {
+    let band = use_band(pool, p);
+    let sorted_sub: Vec<Vec<f32>> = if band {
+        (0..pool.d)
+            .map(|d| {
+                let mut v = pool.sub_column(d).to_vec();
+                v.sort_unstable_by(f32::total_cmp);
+                v
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut acc = Accumulators::new(pool.n, p.threads);
+    let mut index = BandIndex::default();
+    let mut first = 0;
+    while first < p.n_sample {
+        let len = (p.n_sample - first).min(BATCH) as usize;
+        let batch = Batch::new(pool, p, band.then_some(&sorted_sub[..]), first, len);
+        let mut stretch =
+            |order: &[u32], finder: Finder<'_>, acc: &mut Accumulators, before: u64| {
+                let job = Stretch {
+                    pool,
+                    p,
+                    batch: &batch,
+                    order,
+                    finder,
+                    mid: p.n_sample / 2,
+                };
+                run_stretch(&job, acc, &mut |done| {
+                    progress(first + before + done, p.n_sample)
+                })
+            };
+        if band {
+            let mut at = 0;
+            while at < len {
+                let b = batch.band_dim[batch.order[at] as usize];
+                let end = at
+                    + batch.order[at..]
+                        .iter()
+                        .position(|&i| batch.band_dim[i as usize] != b)
+                        .unwrap_or(len - at);
+                index.build(pool, b);
+                stretch(
+                    &batch.order[at..end],
+                    Finder::Band(&index),
+                    &mut acc,
+                    at as u64,
+                )?;
+                at = end;
+            }
+        } else {
+            stretch(&batch.order, Finder::Brute, &mut acc, 0)?;
+        }
+        first += len as u64;
+    }
+    progress(p.n_sample, p.n_sample)?;
+    Ok(acc.into_halves())
+}
+
+/// Runs one stretch of samples on `p.threads` workers, reporting progress
+/// from this thread.
+fn run_stretch(
+    job: &Stretch<'_>,
+    acc: &mut Accumulators,
+    progress: &mut dyn FnMut(u64) -> Result<()>,
+) -> Result<()> {
+    let next = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    progress(0)?;
+    let mut outcome = Ok(());
+    let workers = job.p.threads;
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<()>();
+        for sink in acc.sinks(workers) {
+            let tx = tx.clone();
+            let (next, done, stop) = (&next, &done, &stop);
+            scope.spawn(move || {
+                worker(job, next, done, stop, sink);
+                let _ = tx.send(());
+            });
+        }
+        drop(tx);
+        let mut finished = 0;
+        while finished < workers {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(()) => finished += 1,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if outcome.is_ok() && finished < workers {
+                if let Err(e) = progress(done.load(Ordering::Relaxed)) {
+                    stop.store(true, Ordering::Relaxed);
+                    outcome = Err(e);
+                }
+            }
+        }
+    });
+    outcome
+}
