@@ -14,8 +14,8 @@
 //! pools of millions of rows affordable. Samples are grouped by their band
 //! dimension so one index serves hundreds of samples (see `zcore.rs`).
 
-use crate::band_kernels::{collect_within, each_distance, Block};
-use crate::columns::Pool;
+use crate::band_kernels::{collect_within, distances, Block};
+use crate::columns::{Col, Pool};
 use crate::kernels::Isa;
 use crate::search::{keep_smallest, Neighbour};
 use rayon::prelude::*;
@@ -43,6 +43,21 @@ pub struct BandIndex {
     bmax: Vec<f32>,
     rows: Vec<u32>,
     vals: Vec<f32>,
+}
+
+/// Rows `from..to` of a column as f32 (float16 widened in bulk, which
+/// vectorises, into `buf`).
+fn values<'a>(col: Col<'a>, from: usize, to: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+    match col {
+        Col::F32(c) => &c[from..to],
+        Col::F16(c) => {
+            use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+            buf.resize(to - from, 0.0);
+            let bits: &[half::f16] = c[from..to].reinterpret_cast();
+            bits.convert_to_f32_slice(buf);
+            buf
+        }
+    }
 }
 
 /// Shares a buffer between threads that write disjoint positions.
@@ -118,8 +133,8 @@ impl BandIndex {
                 let mut count = vec![0u32; buckets];
                 let mut lo = vec![f32::INFINITY; buckets];
                 let mut hi = vec![f32::NEG_INFINITY; buckets];
-                for row in from..(from + chunk).min(n) {
-                    let x = col.get(row);
+                let mut buf = Vec::new();
+                for &x in values(col, from, (from + chunk).min(n), &mut buf) {
                     let j = this.bucket(x);
                     count[j] += 1;
                     lo[j] = lo[j].min(x);
@@ -153,8 +168,9 @@ impl BandIndex {
         let this = &*self;
         offsets.par_iter_mut().enumerate().for_each(|(c, next)| {
             let from = c * chunk;
-            for row in from..(from + chunk).min(n) {
-                let x = col.get(row);
+            let mut buf = Vec::new();
+            let xs = values(col, from, (from + chunk).min(n), &mut buf);
+            for (row, &x) in (from..).zip(xs) {
                 let j = this.bucket(x);
                 let p = next[j] as usize;
                 next[j] += 1;
@@ -232,13 +248,13 @@ pub struct BandQuery {
 
 impl BandIndex {
     /// The row nearest to the query (ties: lowest row); `knn_brute`'s first.
-    pub fn nearest(&self, pool: &Pool<'_>, q: BandQuery) -> Neighbour {
+    /// `buf` is scratch for a bucket's distances.
+    pub fn nearest(&self, pool: &Pool<'_>, q: BandQuery, buf: &mut Vec<f32>) -> Neighbour {
         let other = pool.col(q.other as usize);
         let mut best = Neighbour {
             row: u32::MAX,
             dist: f32::INFINITY,
         };
-        let mut best_key = u64::MAX;
         let best_dist = std::cell::Cell::new(f32::INFINITY);
         self.scan(
             q.qb,
@@ -251,14 +267,16 @@ impl BandIndex {
                     qb: q.qb,
                     qo: q.qo,
                 };
-                each_distance(block, |row, dist| {
+                distances(self.isa, block, buf);
+                let mut best_key = best.key();
+                for (&row, &dist) in rows.iter().zip(buf.iter()) {
                     let cand = Neighbour { row, dist };
                     if cand.key() < best_key {
                         best_key = cand.key();
                         best = cand;
-                        best_dist.set(dist);
                     }
-                });
+                }
+                best_dist.set(best.dist);
             },
         );
         best
@@ -417,7 +435,7 @@ mod tests {
                         qo: coord(o, &q),
                     };
                     let want = knn_brute(&p, &dims, &q, 1, None)[0];
-                    let got = index.nearest(&p, bq);
+                    let got = index.nearest(&p, bq, &mut Vec::new());
                     assert_eq!(got, want, "trial {trial} n {n} dims {dims:?}");
                     let c = want.row;
                     let centre: Vec<f32> = dims

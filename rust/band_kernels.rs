@@ -40,6 +40,19 @@ pub fn each_distance(b: Block<'_>, mut f: impl FnMut(u32, f32)) {
     }
 }
 
+/// The distance of every row of the block, into `out` (cleared first).
+pub fn distances(isa: Isa, b: Block<'_>, out: &mut Vec<f32>) {
+    out.clear();
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        // SAFETY: `Avx512` is only produced after run-time detection.
+        unsafe { x86::distances(b, out) };
+        return;
+    }
+    let _ = isa;
+    each_distance(b, |_, dist| out.push(dist));
+}
+
 /// Appends to `out` every row of the block other than `exclude` at distance
 /// <= `limit`, in block order.
 pub fn collect_within(isa: Isa, b: Block<'_>, limit: f32, exclude: u32, out: &mut Vec<Neighbour>) {
@@ -100,6 +113,29 @@ mod x86 {
         } else {
             ((1u32 << left) - 1) as __mmask16
         }
+    }
+
+    /// See `super::distances`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn distances(b: Block<'_>, out: &mut Vec<f32>) {
+        let n = b.rows.len();
+        out.reserve(n + 16);
+        let dst = out.as_mut_ptr();
+        let (qb, qo) = (_mm512_set1_ps(b.qb), _mm512_set1_ps(b.qo));
+        let mut i = 0;
+        while i < n {
+            let live = live_mask(n, i);
+            let r = _mm512_maskz_loadu_epi32(live, b.rows.as_ptr().add(i).cast());
+            let vb = _mm512_maskz_loadu_ps(live, b.vals.as_ptr().add(i));
+            let xo = gather_other(b.other, r, live);
+            let d = _mm512_add_ps(
+                _mm512_abs_ps(_mm512_sub_ps(vb, qb)),
+                _mm512_abs_ps(_mm512_sub_ps(xo, qo)),
+            );
+            _mm512_storeu_ps(dst.add(i), d);
+            i += 16;
+        }
+        out.set_len(n);
     }
 
     /// See `super::collect_within`. Hits are compressed in registers and

@@ -255,11 +255,14 @@ impl Pool<'_> {
             sub: Vec::new(),
             stats: DimStats::default(),
         };
-        pool.check_finite()?;
-        let stats: Vec<(f64, f64, f64)> = (0..d)
+        let stats: Vec<Option<(f64, f64, f64)>> = (0..d)
             .into_par_iter()
             .map_init(Vec::new, |scratch, dim| summarise(pool.col(dim), scratch))
             .collect();
+        let Some(stats) = stats.into_iter().collect::<Option<Vec<_>>>() else {
+            pool.check_finite()?;
+            return Err(invalid!("embeddings contain NaN or Inf"));
+        };
         let sub_n = pool.sub_n;
         pool.sub = (0..d)
             .flat_map(|dim| {
@@ -275,7 +278,7 @@ impl Pool<'_> {
         Ok(pool)
     }
 
-    /// Refuses NaN/Inf, naming the rows.
+    /// Refuses NaN/Inf, naming the rows (the slow scan of the error path).
     fn check_finite(&self) -> Result<()> {
         let mut bad: Vec<u32> = (0..self.d)
             .into_par_iter()
@@ -327,25 +330,86 @@ fn in_place<'a>(sources: &[Source<'a>], n: usize, f16_rows: usize) -> Option<Sto
     }
 }
 
-/// (min, median, max) of one column; the median by selection, not sorting.
-fn summarise(col: Col<'_>, scratch: &mut Vec<f32>) -> (f64, f64, f64) {
-    scratch.clear();
+/// (min, median, max) of one column, or None if it holds NaN or Inf. The
+/// median by selection, not sorting; for float16 by a histogram of all
+/// 65,536 bit patterns, which is exact and linear.
+fn summarise(col: Col<'_>, scratch: &mut Vec<u32>) -> Option<(f64, f64, f64)> {
     match col {
-        Col::F32(c) => scratch.extend_from_slice(c),
-        Col::F16(c) => scratch.extend(c.iter().map(|&b| f16::from_bits(b).to_f32())),
+        Col::F32(c) => summarise_f32(c, scratch),
+        Col::F16(c) => summarise_f16(c, scratch),
     }
+}
+
+fn summarise_f32(col: &[f32], scratch: &mut Vec<u32>) -> Option<(f64, f64, f64)> {
+    if !col.iter().all(|v| v.is_finite()) {
+        return None;
+    }
+    // Totally ordered keys of the floats, so selection compares integers.
+    let key = |v: f32| {
+        let b = v.to_bits();
+        if b >> 31 == 1 {
+            !b
+        } else {
+            b | 1 << 31
+        }
+    };
+    let value = |k: u32| f32::from_bits(if k >> 31 == 1 { k & !(1 << 31) } else { !k });
+    scratch.clear();
+    scratch.extend(col.iter().map(|&v| key(v)));
     let n = scratch.len();
-    let lo = scratch.iter().copied().fold(f32::INFINITY, f32::min);
-    let hi = scratch.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let (left, upper, _) = scratch.select_nth_unstable_by(n / 2, f32::total_cmp);
-    let upper = f64::from(*upper);
+    let lo = value(*scratch.iter().min()?);
+    let hi = value(*scratch.iter().max()?);
+    let (left, upper, _) = scratch.select_nth_unstable(n / 2);
+    let upper = f64::from(value(*upper));
     let md = if n % 2 == 1 {
         upper
     } else {
-        let lower = left.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let lower = value(*left.iter().max()?);
         (f64::from(lower) + upper) / 2.0
     };
-    (f64::from(lo), md, f64::from(hi))
+    Some((f64::from(lo), md, f64::from(hi)))
+}
+
+fn summarise_f16(col: &[u16], hist: &mut Vec<u32>) -> Option<(f64, f64, f64)> {
+    // Bit patterns ordered like their values (-0 just below +0).
+    let key = |b: u16| if b >> 15 == 1 { !b } else { b | 1 << 15 };
+    let value = |k: usize| {
+        let k = k as u16;
+        f64::from(f16::from_bits(if k >> 15 == 1 { k & !(1 << 15) } else { !k }).to_f32())
+    };
+    hist.clear();
+    hist.resize(1 << 16, 0);
+    for &b in col {
+        hist[usize::from(key(b))] += 1;
+    }
+    let non_finite = (0..1u32 << 16).any(|b| {
+        let b = b as u16;
+        b & 0x7C00 == 0x7C00 && hist[usize::from(key(b))] > 0
+    });
+    if non_finite {
+        return None;
+    }
+    let n = col.len();
+    // The value of sorted rank `r`.
+    let at_rank = |r: usize| {
+        let mut seen = 0usize;
+        for (k, &c) in hist.iter().enumerate() {
+            seen += c as usize;
+            if seen > r {
+                return value(k);
+            }
+        }
+        f64::NAN
+    };
+    let lo = at_rank(0);
+    let hi = at_rank(n - 1);
+    let upper = at_rank(n / 2);
+    let md = if n % 2 == 1 {
+        upper
+    } else {
+        (at_rank(n / 2 - 1) + upper) / 2.0
+    };
+    Some((lo, md, hi))
 }
 
 /// Dimensions transposed per task: 16 f32 of a C-order row share a cache line.
@@ -448,6 +512,27 @@ pub(crate) mod tests {
             assert_eq!(half.stats.md[dim], widened.stats.md[dim]);
             assert_eq!(half.sub_column(dim), widened.sub_column(dim));
         }
+    }
+
+    #[test]
+    fn float16_histogram_median_equals_selection() {
+        let mut rng = crate::rng::Stream::new(3, 1, 0);
+        for n in [1usize, 2, 3, 10, 101, 1000, 4097] {
+            let bits: Vec<u16> = (0..n)
+                .map(|i| match i % 7 {
+                    0 => 0x8000, // -0.0
+                    1 => 0,
+                    _ => f16::from_f64(rng.unit_open() * 20.0 - 10.0).to_bits(),
+                })
+                .collect();
+            let wide: Vec<f32> = bits.iter().map(|&b| f16::from_bits(b).to_f32()).collect();
+            let h = summarise(Col::F16(&bits), &mut Vec::new()).unwrap();
+            let f = summarise(Col::F32(&wide), &mut Vec::new()).unwrap();
+            assert_eq!(h, f, "n {n}");
+        }
+        let inf = [0u16, 0x7C00];
+        assert!(summarise(Col::F16(&inf), &mut Vec::new()).is_none());
+        assert!(summarise(Col::F32(&[0.0, f32::NAN]), &mut Vec::new()).is_none());
     }
 
     #[test]

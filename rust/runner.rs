@@ -75,12 +75,12 @@ struct Batch {
     band_dim: Vec<u32>,
 }
 
-/// Density of dimension `d` near `x`, estimated from the sorted subsample:
-/// the band search reads fewer rows in the sparser dimension.
-fn density(sorted_sub: &[f32], x: f32, half_width: f32) -> f32 {
-    let lo = sorted_sub.partition_point(|&v| v < x - half_width);
-    let hi = sorted_sub.partition_point(|&v| v <= x + half_width);
-    (hi - lo) as f32 / half_width.max(f32::MIN_POSITIVE)
+/// Subsample rows within `radius` of `x` in one dimension: proportional to
+/// the rows a band search over that dimension reads.
+fn band_rows(sorted_sub: &[f32], x: f32, radius: f32) -> usize {
+    let lo = sorted_sub.partition_point(|&v| v < x - radius);
+    let hi = sorted_sub.partition_point(|&v| v <= x + radius);
+    hi - lo
 }
 
 impl Batch {
@@ -103,17 +103,19 @@ impl Batch {
         let mut band_dim = Vec::new();
         let mut keyed: Vec<u64> = match band {
             Some(sorted_sub) => {
+                // The band dimension of a sample: the one whose band (rows
+                // within the estimated k-th neighbour distance, counted in
+                // the subsample) is smaller. Outliers far out in one
+                // dimension have small bands there and huge ones in the other.
+                let k = p.redund_nn.min(pool.n - 1);
                 band_dim = dims
                     .par_chunks(m)
                     .zip(q.par_chunks(m))
-                    .map(|(d, x)| {
-                        let width = |j: usize| {
-                            let k = d[j] as usize;
-                            ((pool.stats.hi[k] - pool.stats.lo[k]) / 64.0) as f32
-                        };
-                        let rho0 = density(&sorted_sub[d[0] as usize], x[0], width(0));
-                        let rho1 = density(&sorted_sub[d[1] as usize], x[1], width(1));
-                        if rho0 <= rho1 {
+                    .map_init(Searcher::new, |searcher, (d, x)| {
+                        let radius = searcher.limit_estimate(pool, d, x, k);
+                        let rows0 = band_rows(&sorted_sub[d[0] as usize], x[0], radius);
+                        let rows1 = band_rows(&sorted_sub[d[1] as usize], x[1], radius);
+                        if rows0 <= rows1 {
                             d[0]
                         } else {
                             d[1]
@@ -202,6 +204,7 @@ fn worker(
     let mut searcher = Searcher::new();
     let mut neighbours = Vec::with_capacity(2 * p.redund_nn + 66);
     let mut centre = vec![0f32; m];
+    let mut dist_buf = Vec::new();
     let mut penalties = Vec::with_capacity(p.redund_nn + 1);
     let k = p.redund_nn.min(pool.n - 1);
     let len = job.order.len();
@@ -230,7 +233,9 @@ fn worker(
                     } else {
                         (dims[0], q[1], q[0])
                     };
-                    let winner = index.nearest(pool, BandQuery { other: o, qb, qo }).row;
+                    let winner = index
+                        .nearest(pool, BandQuery { other: o, qb, qo }, &mut dist_buf)
+                        .row;
                     let c = BandQuery {
                         other: o,
                         qb: pool.value(b as usize, winner as usize),
