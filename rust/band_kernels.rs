@@ -74,34 +74,17 @@ pub fn collect_within(isa: Isa, b: Block<'_>, limit: f32, exclude: u32, out: &mu
 mod x86 {
     use super::Block;
     use crate::columns::Col;
+    use crate::kernels::x86::gather16;
     use crate::search::Neighbour;
     use std::arch::x86_64::*;
 
-    /// Other-dimension values of 16 rows. Float16 has no 16-bit gather:
-    /// 32 bits are gathered at each element and the low half kept. The
-    /// column's last element has only 2 bytes after it that may lie past
-    /// the data, so that lane is read on its own.
+    /// Other-dimension values of 16 rows.
     #[inline]
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     unsafe fn gather_other(other: Col<'_>, r: __m512i, live: __mmask16) -> __m512 {
         match other {
-            Col::F32(c) => _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), live, r, c.as_ptr()),
-            Col::F16(c) => {
-                let last = c.len() as i32 - 1;
-                let tail = _mm512_mask_cmpeq_epi32_mask(live, r, _mm512_set1_epi32(last));
-                let g = _mm512_mask_i32gather_epi32::<2>(
-                    _mm512_setzero_si512(),
-                    live & !tail,
-                    r,
-                    c.as_ptr().cast(),
-                );
-                let mut x = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
-                if tail != 0 {
-                    let v = half::f16::from_bits(c[last as usize]).to_f32();
-                    x = _mm512_mask_mov_ps(x, tail, _mm512_set1_ps(v));
-                }
-                x
-            }
+            Col::F32(c) => gather16::<false>(c.as_ptr().cast(), c.len(), r, live),
+            Col::F16(c) => gather16::<true>(c.as_ptr().cast(), c.len(), r, live),
         }
     }
 
@@ -116,7 +99,7 @@ mod x86 {
     }
 
     /// See `super::distances`.
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub unsafe fn distances(b: Block<'_>, out: &mut Vec<f32>) {
         let n = b.rows.len();
         out.reserve(n + 16);
@@ -140,7 +123,7 @@ mod x86 {
 
     /// See `super::collect_within`. Hits are compressed in registers and
     /// stored as whole (row, dist) vectors; `out` keeps 16 pairs of slack.
-    #[target_feature(enable = "avx512f,popcnt")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt")]
     pub unsafe fn collect_within(b: Block<'_>, limit: f32, exclude: u32, out: &mut Vec<Neighbour>) {
         let n = b.rows.len();
         out.reserve(n + 16);

@@ -89,25 +89,71 @@ fn within_body(cols: &[&[f32]], q: &[f32], limit: f32, exclude: u32, out: &mut V
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
-    //! Hand-written AVX-512 passes for the default two-dimensional subspace.
-    //! Same arithmetic as the portable bodies: |a - qa| + |b - qb| in f32.
+pub(crate) mod x86 {
+    //! Hand-written AVX-512 passes for the default two-dimensional subspace,
+    //! over f32 columns or float16 columns (`HALF`: widened exactly as they
+    //! load). Same arithmetic as the portable bodies: |a - qa| + |b - qb|
+    //! in f32. Columns come as raw pointers to `n` elements.
     use super::Neighbour;
     use std::arch::x86_64::*;
 
+    /// Elements `at..at + 16` of a column (lanes outside `live` are 0 and
+    /// never read).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(crate) unsafe fn load16<const HALF: bool>(
+        col: *const u8,
+        at: usize,
+        live: __mmask16,
+    ) -> __m512 {
+        if HALF {
+            _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(live, col.cast::<i16>().add(at)))
+        } else {
+            _mm512_maskz_loadu_ps(live, col.cast::<f32>().add(at))
+        }
+    }
+
+    /// Elements at rows `r` of a column of `n` (lanes outside `live`: 0).
+    /// Float16 has no 16-bit gather: 32 bits are gathered at each element
+    /// and the low half kept. Only the last element has 2 bytes after it
+    /// that may lie past the data, so that lane is read on its own.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(crate) unsafe fn gather16<const HALF: bool>(
+        col: *const u8,
+        n: usize,
+        r: __m512i,
+        live: __mmask16,
+    ) -> __m512 {
+        if !HALF {
+            return _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), live, r, col.cast());
+        }
+        let last = n as i32 - 1;
+        let tail = _mm512_mask_cmpeq_epi32_mask(live, r, _mm512_set1_epi32(last));
+        let g =
+            _mm512_mask_i32gather_epi32::<2>(_mm512_setzero_si512(), live & !tail, r, col.cast());
+        let mut x = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+        if tail != 0 {
+            let bits = col.cast::<u16>().add(n - 1).read_unaligned();
+            let v = half::f16::from_bits(bits).to_f32();
+            x = _mm512_mask_mov_ps(x, tail, _mm512_set1_ps(v));
+        }
+        x
+    }
+
     /// 16 distances of rows `base..base + 16` (lanes past `n` masked off).
     #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn dist16(
-        a: &[f32],
-        b: &[f32],
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn dist16<const HALF: bool>(
+        a: *const u8,
+        b: *const u8,
         qa: __m512,
         qb: __m512,
         base: usize,
         live: __mmask16,
     ) -> __m512 {
-        let xa = _mm512_maskz_loadu_ps(live, a.as_ptr().add(base));
-        let xb = _mm512_maskz_loadu_ps(live, b.as_ptr().add(base));
+        let xa = load16::<HALF>(a, base, live);
+        let xb = load16::<HALF>(b, base, live);
         _mm512_add_ps(
             _mm512_abs_ps(_mm512_sub_ps(xa, qa)),
             _mm512_abs_ps(_mm512_sub_ps(xb, qb)),
@@ -143,9 +189,13 @@ mod x86 {
     /// is latency bound at ~5 cycles per 16 rows); each lane keeps its
     /// first minimum, then lanes and accumulators are reduced to the lowest
     /// row among equal distances.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn nearest2(a: &[f32], b: &[f32], q: [f32; 2]) -> Neighbour {
-        let n = a.len();
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub unsafe fn nearest2<const HALF: bool>(
+        a: *const u8,
+        b: *const u8,
+        n: usize,
+        q: [f32; 2],
+    ) -> Neighbour {
         let (qa, qb) = (_mm512_set1_ps(q[0]), _mm512_set1_ps(q[1]));
         let inf = _mm512_set1_ps(f32::INFINITY);
         let mut best = [inf; 4];
@@ -161,7 +211,7 @@ mod x86 {
         let mut base = 0;
         while base + 64 <= n {
             for j in 0..4 {
-                let d = dist16(a, b, qa, qb, base + 16 * j, 0xFFFF);
+                let d = dist16::<HALF>(a, b, qa, qb, base + 16 * j, 0xFFFF);
                 let better = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(d, best[j]);
                 best[j] = _mm512_mask_mov_ps(best[j], better, d);
                 best_row[j] = _mm512_mask_mov_epi32(best_row[j], better, rows[j]);
@@ -173,7 +223,7 @@ mod x86 {
         let mut r = _mm512_add_epi32(lane, _mm512_set1_epi32(base as i32));
         while base < n {
             let live = live_mask(n, base);
-            let d = dist16(a, b, qa, qb, base, live);
+            let d = dist16::<HALF>(a, b, qa, qb, base, live);
             let better = _mm512_mask_cmp_ps_mask::<_CMP_LT_OQ>(live, d, best[0]);
             best[0] = _mm512_mask_mov_ps(best[0], better, d);
             best_row[0] = _mm512_mask_mov_epi32(best_row[0], better, r);
@@ -198,17 +248,18 @@ mod x86 {
     /// microcoded and several times slower on Intel); `rows` keeps 16
     /// slack. The few hits then get their distances recomputed by gathers,
     /// with the same arithmetic as the pass, straight into `out`.
-    #[target_feature(enable = "avx512f,popcnt")]
-    pub unsafe fn within2(
-        a: &[f32],
-        b: &[f32],
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn within2<const HALF: bool>(
+        a: *const u8,
+        b: *const u8,
+        n: usize,
         q: [f32; 2],
         limit: f32,
         exclude: u32,
         hits: &mut Vec<u32>,
         out: &mut Vec<Neighbour>,
     ) {
-        let n = a.len();
         let (qa, qb) = (_mm512_set1_ps(q[0]), _mm512_set1_ps(q[1]));
         let lim = _mm512_set1_ps(limit);
         let mut rows = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -220,7 +271,7 @@ mod x86 {
         let mut base = 0;
         while base < n {
             let live = live_mask(n, base);
-            let d = dist16(a, b, qa, qb, base, live);
+            let d = dist16::<HALF>(a, b, qa, qb, base, live);
             let hit = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(live, d, lim);
             _mm512_storeu_si512(
                 dst.add(count).cast(),
@@ -246,8 +297,8 @@ mod x86 {
         while i < count {
             let live = live_mask(count, i);
             let r = _mm512_maskz_loadu_epi32(live, hits.as_ptr().add(i).cast());
-            let xa = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), live, r, a.as_ptr());
-            let xb = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), live, r, b.as_ptr());
+            let xa = gather16::<HALF>(a, n, r, live);
+            let xb = gather16::<HALF>(b, n, r, live);
             let d = _mm512_castps_si512(_mm512_add_ps(
                 _mm512_abs_ps(_mm512_sub_ps(xa, qa)),
                 _mm512_abs_ps(_mm512_sub_ps(xb, qb)),
@@ -266,7 +317,10 @@ mod x86 {
     }
 
     pub fn has_avx512() -> bool {
-        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("popcnt")
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("popcnt")
     }
 }
 
@@ -293,10 +347,63 @@ impl Isa {
     pub fn nearest(self, cols: &[&[f32]], q: &[f32]) -> Neighbour {
         #[cfg(target_arch = "x86_64")]
         if let (Isa::Avx512, &[a, b]) = (self, cols) {
-            // SAFETY: `Avx512` is only produced after run-time detection.
-            return unsafe { x86::nearest2(a, b, [q[0], q[1]]) };
+            // SAFETY: `Avx512` is only produced after run-time detection;
+            // both columns hold `a.len()` elements.
+            return unsafe {
+                x86::nearest2::<false>(a.as_ptr().cast(), b.as_ptr().cast(), a.len(), [q[0], q[1]])
+            };
         }
         nearest_body(cols, q)
+    }
+
+    /// `nearest` over two float16 columns (bits) without widening them;
+    /// None where there is no AVX-512 (the caller widens instead).
+    pub fn nearest_f16(self, a: &[u16], b: &[u16], q: [f32; 2]) -> Option<Neighbour> {
+        #[cfg(target_arch = "x86_64")]
+        if self == Isa::Avx512 {
+            assert_eq!(a.len(), b.len());
+            // SAFETY: run-time detected; both columns hold `a.len()` elements.
+            return Some(unsafe {
+                x86::nearest2::<true>(a.as_ptr().cast(), b.as_ptr().cast(), a.len(), q)
+            });
+        }
+        let _ = (a, b, q);
+        None
+    }
+
+    /// `within` over two float16 columns; false (and nothing done) where
+    /// there is no AVX-512.
+    #[allow(clippy::too_many_arguments)]
+    pub fn within_f16(
+        self,
+        a: &[u16],
+        b: &[u16],
+        q: [f32; 2],
+        limit: f32,
+        exclude: u32,
+        scratch: &mut Vec<u32>,
+        out: &mut Vec<Neighbour>,
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self == Isa::Avx512 {
+            assert_eq!(a.len(), b.len());
+            // SAFETY: as in `nearest_f16`.
+            unsafe {
+                x86::within2::<true>(
+                    a.as_ptr().cast(),
+                    b.as_ptr().cast(),
+                    a.len(),
+                    q,
+                    limit,
+                    exclude,
+                    scratch,
+                    out,
+                )
+            };
+            return true;
+        }
+        let _ = (a, b, q, limit, exclude, scratch, out);
+        false
     }
 
     /// Every row (except `exclude`) at distance <= `limit`, in no set order.
@@ -313,8 +420,19 @@ impl Isa {
     ) {
         #[cfg(target_arch = "x86_64")]
         if let (Isa::Avx512, &[a, b]) = (self, cols) {
-            // SAFETY: `Avx512` is only produced after run-time detection.
-            return unsafe { x86::within2(a, b, [q[0], q[1]], limit, exclude, scratch, out) };
+            // SAFETY: as in `nearest`.
+            return unsafe {
+                x86::within2::<false>(
+                    a.as_ptr().cast(),
+                    b.as_ptr().cast(),
+                    a.len(),
+                    [q[0], q[1]],
+                    limit,
+                    exclude,
+                    scratch,
+                    out,
+                )
+            };
         }
         let _ = scratch;
         within_body(cols, q, limit, exclude, out)

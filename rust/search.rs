@@ -9,7 +9,7 @@
 //! `knn_brute` is the obviously-correct oracle; both order neighbours by
 //! (distance, row), so ties go to the lower row index.
 
-use crate::columns::Pool;
+use crate::columns::{Col, Pool};
 use crate::kernels::Isa;
 use std::cmp::Ordering;
 
@@ -104,6 +104,15 @@ pub struct Searcher {
     wide: Vec<Vec<f32>>,
 }
 
+/// Two float16 columns the AVX-512 passes can read as they are.
+fn half_pair<'p>(isa: Isa, pool: &'p Pool<'_>, dims: &[u32]) -> Option<(&'p [u16], &'p [u16])> {
+    let &[d0, d1] = dims else { return None };
+    match (isa, pool.col(d0 as usize), pool.col(d1 as usize)) {
+        (Isa::Avx512, Col::F16(a), Col::F16(b)) => Some((a, b)),
+        _ => None,
+    }
+}
+
 /// f32 views of the subspace's columns; float16 columns are widened into
 /// `wide` (only small or unusual subspaces take this path, see `band.rs`).
 fn columns<'s>(pool: &'s Pool<'_>, dims: &[u32], wide: &'s mut Vec<Vec<f32>>) -> Vec<&'s [f32]> {
@@ -134,6 +143,11 @@ impl Searcher {
 
     /// The row nearest to `q` (ties: lowest row).
     pub fn nearest(&mut self, pool: &Pool, dims: &[u32], q: &[f32]) -> Neighbour {
+        if let Some((a, b)) = half_pair(self.isa, pool, dims) {
+            if let Some(nb) = self.isa.nearest_f16(a, b, [q[0], q[1]]) {
+                return nb;
+            }
+        }
         self.isa.nearest(&columns(pool, dims, &mut self.wide), q)
     }
 
@@ -183,10 +197,22 @@ impl Searcher {
         let mut rank = limit_rank(pool, k, avail);
         let skip = exclude.unwrap_or(u32::MAX);
         let mut wide = std::mem::take(&mut self.wide);
-        let cols = columns(pool, dims, &mut wide);
+        let half = half_pair(self.isa, pool, dims);
+        let cols = if half.is_some() {
+            Vec::new()
+        } else {
+            columns(pool, dims, &mut wide)
+        };
         loop {
             let limit = self.subsample_limit(pool, dims, q, rank);
-            self.isa.within(&cols, q, limit, skip, &mut self.hits, out);
+            let done_half = half.is_some_and(|(a, b)| {
+                let q = [q[0], q[1]];
+                self.isa
+                    .within_f16(a, b, q, limit, skip, &mut self.hits, out)
+            });
+            if !done_half {
+                self.isa.within(&cols, q, limit, skip, &mut self.hits, out);
+            }
             if out.len() >= k || limit == f32::INFINITY {
                 break;
             }
@@ -225,7 +251,7 @@ mod tests {
 
     /// Random pools with coarse values (many ties), duplicate rows and a
     /// constant dimension.
-    fn random_pool(rng: &mut Lcg, n: usize, d: usize) -> crate::columns::Pool<'static> {
+    fn random_pool(rng: &mut Lcg, n: usize, d: usize, half: bool) -> crate::columns::Pool<'static> {
         let mut rows: Vec<Vec<f32>> = (0..n)
             .map(|_| {
                 (0..d)
@@ -240,7 +266,28 @@ mod tests {
         for i in 0..n / 10 {
             rows[i + n / 2] = rows[i].clone();
         }
+        if half {
+            return half_pool(&rows);
+        }
         pool_from_rows(&rows).unwrap()
+    }
+
+    /// A float16 pool used in place (column-major bits), from rows.
+    fn half_pool(rows: &[Vec<f32>]) -> crate::columns::Pool<'static> {
+        let (n, d) = (rows.len(), rows[0].len());
+        let bits: Vec<u8> = (0..d)
+            .flat_map(|c| rows.iter().map(move |r| half::f16::from_f32(r[c])))
+            .flat_map(|h| h.to_le_bytes())
+            .collect();
+        let src = crate::columns::Source {
+            bytes: Box::leak(bits.into_boxed_slice()),
+            dtype: crate::npy::Dtype::F16,
+            rows: n,
+            cols: d,
+            fortran_order: true,
+            name: "t",
+        };
+        crate::columns::Pool::build_with(&[src], &|| true, 0).unwrap()
     }
 
     fn sorted_set(mut v: Vec<Neighbour>) -> Vec<Neighbour> {
@@ -251,17 +298,20 @@ mod tests {
     #[test]
     fn knn_equals_brute_force_on_thousands_of_draws() {
         for isa in [Isa::Portable, Isa::detect()] {
-            knn_matches_brute(&mut Searcher::with_isa(isa));
+            for half in [false, true] {
+                knn_matches_brute(&mut Searcher::with_isa(isa), half);
+            }
         }
     }
 
-    fn knn_matches_brute(searcher: &mut Searcher) {
+    fn knn_matches_brute(searcher: &mut Searcher, half: bool) {
         let mut rng = Lcg(42);
         let mut out = Vec::new();
         for trial in 0..60 {
             let n = 2 + (rng.next() as usize % 5000);
             let d = 2 + (rng.next() as usize % 5);
-            let pool = random_pool(&mut rng, n, d);
+            let pool = random_pool(&mut rng, n, d, half);
+            assert_eq!(pool.is_f16(), half);
             for _ in 0..60 {
                 let m = 1 + rng.next() as usize % d.min(3);
                 let mut dims: Vec<u32> = Vec::new();
