@@ -124,40 +124,29 @@ impl BandIndex {
         self.start.resize(buckets + 1, 0);
         let chunk = n.div_ceil(rayon::current_num_threads() * 2).max(4096);
         let this = &*self;
-        // Per chunk of rows: bucket counts and member extremes.
-        let parts: Vec<(Vec<u32>, Vec<f32>, Vec<f32>)> = (0..n)
+        // Per chunk of rows: bucket counts.
+        let parts: Vec<Vec<u32>> = (0..n)
             .step_by(chunk)
             .collect::<Vec<_>>()
             .par_iter()
             .map(|&from| {
                 let mut count = vec![0u32; buckets];
-                let mut lo = vec![f32::INFINITY; buckets];
-                let mut hi = vec![f32::NEG_INFINITY; buckets];
                 let mut buf = Vec::new();
                 for &x in values(col, from, (from + chunk).min(n), &mut buf) {
-                    let j = this.bucket(x);
-                    count[j] += 1;
-                    lo[j] = lo[j].min(x);
-                    hi[j] = hi[j].max(x);
+                    count[this.bucket(x)] += 1;
                 }
-                (count, lo, hi)
+                count
             })
             .collect();
-        self.bmin.clear();
-        self.bmin.resize(buckets, f32::INFINITY);
-        self.bmax.clear();
-        self.bmax.resize(buckets, f32::NEG_INFINITY);
         // Each chunk's first position in every bucket: chunks in row order,
         // so rows within a bucket stay ascending.
         let mut offsets: Vec<Vec<u32>> = vec![vec![0; buckets]; parts.len()];
         let mut at = 0u32;
         for j in 0..buckets {
             self.start[j] = at;
-            for (c, (count, lo, hi)) in parts.iter().enumerate() {
+            for (c, count) in parts.iter().enumerate() {
                 offsets[c][j] = at;
                 at += count[j];
-                self.bmin[j] = self.bmin[j].min(lo[j]);
-                self.bmax[j] = self.bmax[j].max(hi[j]);
             }
         }
         self.start[buckets] = at;
@@ -182,6 +171,19 @@ impl BandIndex {
                 }
             }
         });
+        // Member extremes per bucket, from its now contiguous values.
+        let (bmin, bmax): (Vec<f32>, Vec<f32>) = (0..buckets)
+            .into_par_iter()
+            .with_min_len(1024)
+            .map(|j| {
+                let v = &self.vals[self.start[j] as usize..self.start[j + 1] as usize];
+                let lo = v.iter().copied().fold(f32::INFINITY, f32::min);
+                let hi = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                (lo, hi)
+            })
+            .unzip();
+        self.bmin = bmin;
+        self.bmax = bmax;
     }
 
     /// Calls `visit(rows, vals)` for buckets in increasing order of their
@@ -323,7 +325,7 @@ impl BandIndex {
     ) {
         let other = pool.col(q.other as usize);
         let limit = std::cell::Cell::new(start);
-        let cap = k + k / 4 + 64;
+        let cap = k + k / 8 + 64;
         self.scan(
             q.qb,
             || limit.get(),
