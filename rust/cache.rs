@@ -9,8 +9,8 @@
 //! writes whatever path it is given.
 
 use crate::band::SharedOut;
-use crate::columns::Source;
-use crate::error::{invalid, CoreError, Result};
+use crate::columns::{common_rows, Source};
+use crate::error::{CoreError, Result};
 use crate::npy::Dtype;
 use memmap2::MmapMut;
 use rayon::prelude::*;
@@ -77,20 +77,7 @@ pub fn write_columns(
     path: &Path,
     report: &mut dyn FnMut(u64, u64) -> Result<()>,
 ) -> Result<Written> {
-    let Some(first) = sources.first() else {
-        return Err(invalid!("no embeddings given"));
-    };
-    let rows = first.rows;
-    if let Some(bad) = sources.iter().find(|s| s.rows != rows) {
-        return Err(invalid!(
-            "row counts differ: {} has {} rows but {} has {}; concatenated \
-             embedding files must describe the same examples in the same order",
-            first.name,
-            rows,
-            bad.name,
-            bad.rows
-        ));
-    }
+    let rows = common_rows(sources)?;
     let cols: usize = sources.iter().map(|s| s.cols).sum();
     let dtype = if sources.iter().all(|s| s.dtype == Dtype::F16) {
         Dtype::F16

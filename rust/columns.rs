@@ -214,20 +214,7 @@ impl Pool<'_> {
         keep_going: &(dyn Fn() -> bool + Sync),
         f16_rows: usize,
     ) -> Result<Pool<'a>> {
-        let Some(first) = sources.first() else {
-            return Err(invalid!("no embeddings given"));
-        };
-        let n = first.rows;
-        if let Some(bad) = sources.iter().find(|s| s.rows != n) {
-            return Err(invalid!(
-                "row counts differ: {} has {} rows but {} has {}; concatenated \
-                 embedding files must describe the same examples in the same order",
-                first.name,
-                n,
-                bad.name,
-                bad.rows
-            ));
-        }
+        let n = common_rows(sources)?;
         if n > u32::MAX as usize {
             return Err(invalid!("{n} rows exceed the supported 4,294,967,295"));
         }
@@ -304,6 +291,25 @@ impl Pool<'_> {
             more
         ))
     }
+}
+
+/// The row count all `sources` share (an error if they differ or none).
+pub(crate) fn common_rows(sources: &[Source<'_>]) -> Result<usize> {
+    let Some(first) = sources.first() else {
+        return Err(invalid!("no embeddings given"));
+    };
+    let n = first.rows;
+    if let Some(bad) = sources.iter().find(|s| s.rows != n) {
+        return Err(invalid!(
+            "row counts differ: {} has {} rows but {} has {}; concatenated \
+             embedding files must describe the same examples in the same order",
+            first.name,
+            n,
+            bad.name,
+            bad.rows
+        ));
+    }
+    Ok(n)
 }
 
 /// The store of a single dimension-major source usable without a copy.

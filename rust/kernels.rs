@@ -160,8 +160,9 @@ pub(crate) mod x86 {
         )
     }
 
+    /// Lanes of rows `base..min(base + 16, n)`.
     #[inline]
-    fn live_mask(n: usize, base: usize) -> __mmask16 {
+    pub(crate) fn live_mask(n: usize, base: usize) -> __mmask16 {
         let left = n - base;
         if left >= 16 {
             0xFFFF
