@@ -14,7 +14,7 @@
 //! pools of millions of rows affordable. Samples are grouped by their band
 //! dimension so one index serves hundreds of samples (see `zcore.rs`).
 
-use crate::band_kernels::{collect_marked, collect_within, distances, Block};
+use crate::band_kernels::{collect_within, distances, Block};
 use crate::columns::{Col, Pool};
 use crate::kernels::Isa;
 use crate::search::{keep_smallest, Neighbour};
@@ -294,9 +294,7 @@ impl BandIndex {
     /// into `out`: exactly the set `knn_brute` returns. Collects rows within
     /// `limit` (a guess, e.g. `Searcher::limit_estimate`; retried without
     /// it if it held fewer than k rows), selecting down to k whenever the
-    /// buffer fills, so the bound also tightens as the scan widens. `bits`
-    /// is scratch for wide bands (all zero before and after).
-    #[allow(clippy::too_many_arguments)]
+    /// buffer fills, so the bound also tightens as the scan widens.
     pub fn knn(
         &self,
         pool: &Pool<'_>,
@@ -304,7 +302,6 @@ impl BandIndex {
         k: usize,
         exclude: u32,
         limit: f32,
-        bits: &mut Vec<u64>,
         out: &mut Vec<Neighbour>,
     ) {
         let k = k.min(pool.n - 1);
@@ -314,7 +311,7 @@ impl BandIndex {
             if k == 0 {
                 return;
             }
-            self.collect(pool, q, k, exclude, start, bits, out);
+            self.collect(pool, q, k, exclude, start, out);
             if out.len() >= k || start == f32::INFINITY {
                 break;
             }
@@ -323,7 +320,6 @@ impl BandIndex {
         keep_smallest(out, k);
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn collect(
         &self,
         pool: &Pool<'_>,
@@ -331,54 +327,26 @@ impl BandIndex {
         k: usize,
         exclude: u32,
         start: f32,
-        bits: &mut Vec<u64>,
         out: &mut Vec<Neighbour>,
     ) {
         let other = pool.col(q.other as usize);
         let limit = std::cell::Cell::new(start);
         let cap = k + k / 8 + 64;
-        // Gathered rows before a wide band switches to marking rows in a
-        // bitmap and reading the marked ones in row order (see
-        // `collect_marked`): past a few percent of the pool, in-order reads
-        // of the two columns beat random gathers.
-        let gather_budget = pool.n / MARK_AFTER_SHARE;
-        let mut gathered = 0usize;
-        let mut marking = false;
-        bits.resize(pool.n.div_ceil(64), 0);
         self.scan(
             q.qb,
             || limit.get(),
             |rows, vals| {
-                let lim = limit.get();
-                if marking {
-                    for (&row, &vb) in rows.iter().zip(vals) {
-                        if (vb - q.qb).abs() <= lim {
-                            bits[row as usize / 64] |= 1 << (row % 64);
-                        }
-                    }
-                    return;
-                }
-                collect_within(self.isa, q.block(rows, vals, other), lim, exclude, out);
-                gathered += rows.len();
+                let block = q.block(rows, vals, other);
+                collect_within(self.isa, block, limit.get(), exclude, out);
                 if out.len() >= cap {
                     keep_smallest(out, k);
                     let kth = out.iter().map(|nb| nb.dist).fold(0.0, f32::max);
                     limit.set(kth);
                 }
-                marking = gathered > gather_budget;
             },
         );
-        if marking {
-            let band = pool.col(self.dim as usize);
-            let q = (q.qb, q.qo);
-            collect_marked(self.isa, bits, band, other, q, limit.get(), exclude, out);
-        }
     }
 }
-
-/// See `BandIndex::collect`: a band switches to marking after gathering
-/// 1/MARK_AFTER_SHARE of the pool's rows.
-const MARK_AFTER_SHARE: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -444,7 +412,6 @@ mod tests {
         let mut rng = Stream::new(5, 8, 0);
         let mut index = BandIndex::with_isa(isa);
         let mut out = Vec::new();
-        let mut bits = Vec::new();
         for trial in 0..40 {
             let n = 2 + rng.below(6000) as usize;
             let f16_store = trial % 2 == 1;
@@ -488,8 +455,7 @@ mod tests {
                     } else {
                         (rng.unit_open() as f32) * 0.5
                     };
-                    index.knn(&p, cq, k, c, guess, &mut bits, &mut out);
-                    assert!(bits.iter().all(|&w| w == 0));
+                    index.knn(&p, cq, k, c, guess, &mut out);
                     out.sort_by(Neighbour::cmp_key);
                     let want = knn_brute(&p, &dims, &centre, k, Some(c));
                     assert_eq!(out, want, "trial {trial} n {n} k {k} dims {dims:?}");

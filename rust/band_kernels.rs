@@ -70,50 +70,11 @@ pub fn collect_within(isa: Isa, b: Block<'_>, limit: f32, exclude: u32, out: &mu
     });
 }
 
-/// Rows marked in `bits` (bit r of word r / 64: row r), read in row order
-/// from both columns: every marked row other than `exclude` at distance
-/// <= `limit` is appended to `out`. Clears the bits it reads. Used for
-/// wide bands, where reading marked rows in order beats gathering them.
-#[allow(clippy::too_many_arguments)]
-pub fn collect_marked(
-    isa: Isa,
-    bits: &mut [u64],
-    band: Col<'_>,
-    other: Col<'_>,
-    q: (f32, f32),
-    limit: f32,
-    exclude: u32,
-    out: &mut Vec<Neighbour>,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 {
-        // SAFETY: `Avx512` is only produced after run-time detection; bits
-        // are set only for rows of the columns.
-        unsafe { x86::collect_marked(bits, band, other, q, limit, exclude, out) };
-        return;
-    }
-    let _ = isa;
-    for (w, word) in bits.iter_mut().enumerate() {
-        let mut m = std::mem::take(word);
-        while m != 0 {
-            let row = w * 64 + m.trailing_zeros() as usize;
-            m &= m - 1;
-            let dist = (band.get(row) - q.0).abs() + (other.get(row) - q.1).abs();
-            if dist <= limit && row as u32 != exclude {
-                out.push(Neighbour {
-                    row: row as u32,
-                    dist,
-                });
-            }
-        }
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::Block;
     use crate::columns::Col;
-    use crate::kernels::x86::{gather16, live_mask, load16};
+    use crate::kernels::x86::{gather16, live_mask};
     use crate::search::Neighbour;
     use std::arch::x86_64::*;
 
@@ -190,81 +151,5 @@ mod x86 {
             i += 16;
         }
         out.set_len(count);
-    }
-
-    /// Elements at rows `at..at + 16` of a column (lanes outside `live`: 0).
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    unsafe fn load_col(col: Col<'_>, at: usize, live: __mmask16) -> __m512 {
-        match col {
-            Col::F32(c) => load16::<false>(c.as_ptr().cast(), at, live),
-            Col::F16(c) => load16::<true>(c.as_ptr().cast(), at, live),
-        }
-    }
-
-    /// See `super::collect_marked`. Per 16 rows: the other coordinate of
-    /// the marked rows is compared first (most marked rows are too far in
-    /// it), then the survivors' full distances; masked loads never touch
-    /// unmarked rows, so the column ends need no care.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt")]
-    pub unsafe fn collect_marked(
-        bits: &mut [u64],
-        band: Col<'_>,
-        other: Col<'_>,
-        q: (f32, f32),
-        limit: f32,
-        exclude: u32,
-        out: &mut Vec<Neighbour>,
-    ) {
-        let (qb, qo) = (_mm512_set1_ps(q.0), _mm512_set1_ps(q.1));
-        let lim = _mm512_set1_ps(limit);
-        let skip = _mm512_set1_epi32(exclude as i32);
-        let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        let pair_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-        let pair_hi =
-            _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-        for (w, word) in bits.iter_mut().enumerate() {
-            let m64 = std::mem::take(word);
-            if m64 == 0 {
-                continue;
-            }
-            for j in 0..4 {
-                let marked = (m64 >> (16 * j)) as __mmask16;
-                if marked == 0 {
-                    continue;
-                }
-                let at = w * 64 + 16 * j;
-                let xo = load_col(other, at, marked);
-                let near = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(
-                    marked,
-                    _mm512_abs_ps(_mm512_sub_ps(xo, qo)),
-                    lim,
-                );
-                if near == 0 {
-                    continue;
-                }
-                let xb = load_col(band, at, near);
-                let d = _mm512_add_ps(
-                    _mm512_abs_ps(_mm512_sub_ps(xb, qb)),
-                    _mm512_abs_ps(_mm512_sub_ps(xo, qo)),
-                );
-                let r = _mm512_add_epi32(lane, _mm512_set1_epi32(at as i32));
-                let hit = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(near, d, lim)
-                    & _mm512_cmpneq_epi32_mask(r, skip);
-                if hit == 0 {
-                    continue;
-                }
-                out.reserve(16);
-                let dst = out.as_mut_ptr().cast::<i32>().add(2 * out.len());
-                let rc = _mm512_maskz_compress_epi32(hit, r);
-                let dc = _mm512_maskz_compress_epi32(hit, _mm512_castps_si512(d));
-                _mm512_storeu_si512(dst.cast(), _mm512_permutex2var_epi32(rc, pair_lo, dc));
-                _mm512_storeu_si512(
-                    dst.add(16).cast(),
-                    _mm512_permutex2var_epi32(rc, pair_hi, dc),
-                );
-                out.set_len(out.len() + (hit as u32).count_ones() as usize);
-            }
-        }
     }
 }

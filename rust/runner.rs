@@ -213,7 +213,6 @@ fn worker(
     let mut neighbours = Vec::with_capacity(2 * p.redund_nn + 66);
     let mut centre = vec![0f32; m];
     let mut dist_buf = Vec::new();
-    let mut marks = Vec::new();
     let mut penalties = Vec::with_capacity(p.redund_nn + 1);
     let k = p.redund_nn.min(pool.n - 1);
     let len = job.order.len();
@@ -262,7 +261,7 @@ fn worker(
                     if band_rows(sub, c.qb, guess) * BAND_MAX_SHARE > sub.len() {
                         searcher.knn(pool, dims, &centre, k, Some(winner), &mut neighbours);
                     } else {
-                        index.knn(pool, c, k, winner, guess, &mut marks, &mut neighbours);
+                        index.knn(pool, c, k, winner, guess, &mut neighbours);
                     }
                     winner
                 }
