@@ -74,7 +74,7 @@ pub fn collect_within(isa: Isa, b: Block<'_>, limit: f32, exclude: u32, out: &mu
 mod x86 {
     use super::Block;
     use crate::columns::Col;
-    use crate::kernels::x86::{gather16, live_mask};
+    use crate::kernels::x86::{gather16, live_mask, store_pairs};
     use crate::search::Neighbour;
     use std::arch::x86_64::*;
 
@@ -127,9 +127,6 @@ mod x86 {
         let dst = out.as_mut_ptr().cast::<i32>();
         let lim = _mm512_set1_ps(limit);
         let skip = _mm512_set1_epi32(exclude as i32);
-        let pair_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-        let pair_hi =
-            _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
         let mut i = 0;
         while i < n {
             let live = live_mask(n, i);
@@ -139,14 +136,7 @@ mod x86 {
             // Branch-free: whether a block has hits is close to a coin flip.
             let rc = _mm512_maskz_compress_epi32(hit, r);
             let dc = _mm512_maskz_compress_epi32(hit, _mm512_castps_si512(d));
-            _mm512_storeu_si512(
-                dst.add(2 * count).cast(),
-                _mm512_permutex2var_epi32(rc, pair_lo, dc),
-            );
-            _mm512_storeu_si512(
-                dst.add(2 * count + 16).cast(),
-                _mm512_permutex2var_epi32(rc, pair_hi, dc),
-            );
+            store_pairs(dst.add(2 * count), rc, dc);
             count += (hit as u32).count_ones() as usize;
             i += 16;
         }

@@ -160,6 +160,20 @@ pub(crate) mod x86 {
         )
     }
 
+    /// Stores 16 (row, dist) pairs at `dst` (32 i32), interleaving the two
+    /// vectors: `Neighbour` is (row, dist) in memory.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn store_pairs(dst: *mut i32, rows: __m512i, dists: __m512i) {
+        let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        _mm512_storeu_si512(dst.cast(), _mm512_permutex2var_epi32(rows, lo, dists));
+        _mm512_storeu_si512(
+            dst.add(16).cast(),
+            _mm512_permutex2var_epi32(rows, hi, dists),
+        );
+    }
+
     /// Lanes of rows `base..min(base + 16, n)`.
     #[inline]
     pub(crate) fn live_mask(n: usize, base: usize) -> __mmask16 {
@@ -289,10 +303,6 @@ pub(crate) mod x86 {
         let count = hits.len();
         out.clear();
         out.reserve(count + 16);
-        // Neighbour is (row, dist) in memory: interleave the two vectors.
-        let pair_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-        let pair_hi =
-            _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
         let o = out.as_mut_ptr().cast::<i32>();
         let mut i = 0;
         while i < count {
@@ -304,14 +314,7 @@ pub(crate) mod x86 {
                 _mm512_abs_ps(_mm512_sub_ps(xa, qa)),
                 _mm512_abs_ps(_mm512_sub_ps(xb, qb)),
             ));
-            _mm512_storeu_si512(
-                o.add(2 * i).cast(),
-                _mm512_permutex2var_epi32(r, pair_lo, d),
-            );
-            _mm512_storeu_si512(
-                o.add(2 * i + 16).cast(),
-                _mm512_permutex2var_epi32(r, pair_hi, d),
-            );
+            store_pairs(o.add(2 * i), r, d);
             i += 16;
         }
         out.set_len(count);
