@@ -22,8 +22,9 @@ use std::path::Path;
 /// writes them to every column.
 const ROW_CHUNK: usize = 4096;
 
-/// Row chunks per progress report (one wave of parallel tasks).
-const CHUNKS_PER_WAVE: usize = 64;
+/// Output bytes per progress report (one wave of parallel tasks): about a
+/// second of work, so Ctrl-C stops a build promptly.
+const WAVE_BYTES: usize = 128 << 20;
 
 /// What was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,9 +110,11 @@ pub fn write_columns(
         .collect();
     let out = SharedOut(data.as_mut_ptr());
     let chunks = rows.div_ceil(ROW_CHUNK);
+    let chunk_bytes = ROW_CHUNK * cols * dtype.size();
+    let chunks_per_wave = (WAVE_BYTES / chunk_bytes.max(1)).max(rayon::current_num_threads());
     let mut done_chunks = 0;
     while done_chunks < chunks {
-        let wave = done_chunks..(done_chunks + CHUNKS_PER_WAVE).min(chunks);
+        let wave = done_chunks..(done_chunks + chunks_per_wave).min(chunks);
         done_chunks = wave.end;
         wave.into_par_iter().for_each(|chunk| {
             let from = chunk * ROW_CHUNK;

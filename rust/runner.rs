@@ -91,14 +91,17 @@ fn band_rows(sorted_sub: &[f32], x: f32, radius: f32) -> usize {
 
 impl Batch {
     /// Draws samples `first..first + len` and orders them (see module doc).
-    /// Order does not change results.
+    /// Order does not change results. `check()` is called between slices
+    /// of the work (an error stops it), so that Ctrl-C is seen promptly
+    /// even while millions of samples are being placed.
     fn new(
         pool: &Pool<'_>,
         p: &Params,
         band: Option<&[Vec<f32>]>,
         first: u64,
         len: usize,
-    ) -> Batch {
+        check: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<Batch> {
         let m = p.sample_dim;
         let mut dims = vec![0u32; len * m];
         let mut q = vec![0f32; len * m];
@@ -114,20 +117,24 @@ impl Batch {
                 // the subsample) is smaller. Outliers far out in one
                 // dimension have small bands there and huge ones in the other.
                 let k = p.redund_nn.min(pool.n - 1);
-                band_dim = dims
-                    .par_chunks(m)
-                    .zip(q.par_chunks(m))
-                    .map_init(Searcher::new, |searcher, (d, x)| {
-                        let radius = searcher.limit_estimate(pool, d, x, k);
-                        let rows0 = band_rows(&sorted_sub[d[0] as usize], x[0], radius);
-                        let rows1 = band_rows(&sorted_sub[d[1] as usize], x[1], radius);
-                        if rows0 <= rows1 {
-                            d[0]
-                        } else {
-                            d[1]
-                        }
-                    })
-                    .collect();
+                band_dim.reserve(len);
+                let slice = m << 15;
+                for (ds, xs) in dims.chunks(slice).zip(q.chunks(slice)) {
+                    check()?;
+                    band_dim.par_extend(ds.par_chunks(m).zip(xs.par_chunks(m)).map_init(
+                        Searcher::new,
+                        |searcher, (d, x)| {
+                            let radius = searcher.limit_estimate(pool, d, x, k);
+                            let rows0 = band_rows(&sorted_sub[d[0] as usize], x[0], radius);
+                            let rows1 = band_rows(&sorted_sub[d[1] as usize], x[1], radius);
+                            if rows0 <= rows1 {
+                                d[0]
+                            } else {
+                                d[1]
+                            }
+                        },
+                    ));
+                }
                 band_dim
                     .iter()
                     .enumerate()
@@ -152,14 +159,14 @@ impl Batch {
         };
         keyed.par_sort_unstable();
         let order = keyed.into_iter().map(|k| k as u32).collect();
-        Batch {
+        Ok(Batch {
             m,
             first,
             dims,
             q,
             order,
             band_dim,
-        }
+        })
     }
 }
 
@@ -355,7 +362,10 @@ pub(crate) fn run_all(
     let mut first = 0;
     while first < p.n_sample {
         let len = (p.n_sample - first).min(BATCH) as usize;
-        let batch = Batch::new(pool, p, band.then_some(&sorted_sub[..]), first, len);
+        let sub = band.then_some(&sorted_sub[..]);
+        let batch = Batch::new(pool, p, sub, first, len, &mut || {
+            progress(first, p.n_sample)
+        })?;
         let mut stretch =
             |order: &[u32], finder: Finder<'_>, acc: &mut Accumulators, before: u64| {
                 let job = Stretch {
