@@ -22,9 +22,10 @@ use std::path::Path;
 /// writes them to every column.
 const ROW_CHUNK: usize = 4096;
 
-/// Output bytes per progress report (one wave of parallel tasks): about a
-/// second of work, so Ctrl-C stops a build promptly.
-const WAVE_BYTES: usize = 128 << 20;
+/// Output bytes per progress report (one wave of parallel tasks), small
+/// enough that Ctrl-C stops a build promptly (measured: 1.3 s after the
+/// signal at ImageNet size, 3.4 s with 128 MiB waves).
+const WAVE_BYTES: usize = 32 << 20;
 
 /// What was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
