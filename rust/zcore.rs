@@ -1,5 +1,6 @@
-//! The ZCore scoring loop (DESIGN.md section 2): coverage rewards and
-//! redundancy penalties over random subspaces, in parallel.
+//! ZCore scoring (DESIGN.md section 2): parameters, each sample's draws and
+//! effect (coverage reward, redundancy penalties), and the final scores.
+//! The parallel loop over samples lives in `runner.rs`.
 //!
 //! Every sample's draws come from a counter-based stream keyed by (seed,
 //! sample index), and score changes are summed as fixed-point integers, whose
@@ -409,11 +410,8 @@ mod tests {
                 ..params(4000, threads)
             };
             let h = raw_halves(pool, &p, &mut no_progress).unwrap();
-            (
-                h.first,
-                h.second,
-                finish_halves(&raw_halves(pool, &p, &mut no_progress).unwrap(), &p),
-            )
+            let scores = finish_halves(&h, &p);
+            (h.first, h.second, scores)
         };
         let brute = run(&pool, Search::Brute, 1);
         assert_eq!(
