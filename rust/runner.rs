@@ -265,10 +265,12 @@ fn worker(
                         qb: pool.value(b as usize, winner as usize),
                         qo: pool.value(o as usize, winner as usize),
                     };
-                    let centre = [
-                        pool.value(dims[0] as usize, winner as usize),
-                        pool.value(dims[1] as usize, winner as usize),
-                    ];
+                    // The winner in `dims` order, for the subsample estimate.
+                    let centre = if dims[0] == b {
+                        [c.qb, c.qo]
+                    } else {
+                        [c.qo, c.qb]
+                    };
                     let guess = searcher.limit_estimate(pool, dims, &centre, k);
                     // A wide band is read faster as two whole columns in
                     // order than by gathering its rows (outliers' neighbours

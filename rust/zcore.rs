@@ -277,13 +277,13 @@ pub fn score(
     p: &Params,
     progress: &mut dyn FnMut(u64, u64) -> Result<()>,
 ) -> Result<Vec<f32>> {
-    let raw = raw_scores(pool, p, progress)?;
-    Ok(finish(raw, p))
+    Ok(finish_halves(&raw_halves(pool, p, progress)?, p))
 }
 
-/// Final scores from the halves: their exact sum, plus noise when
-/// `rand_init`, normalised. Streams over rows twice (the noise is
-/// recomputed, not stored) so it needs no memory beyond the output.
+/// Final scores from the halves: their exact sum, plus U(0,1) noise per
+/// row when `rand_init`, min-max normalised to [0, 1] (a constant vector
+/// maps to zeros). Streams over rows twice (the noise is recomputed, not
+/// stored) so it needs no memory beyond the output.
 pub fn finish_halves(h: &Halves, p: &Params) -> Vec<f32> {
     let raw = |row: usize| {
         let v = (h.first[row] + h.second[row]) as f64 / FIXED_ONE;
@@ -311,32 +311,6 @@ pub fn finish_halves(h: &Halves, p: &Params) -> Vec<f32> {
         .map(|r| {
             if span > 0.0 {
                 ((raw(r) - lo) / span) as f32
-            } else {
-                0.0
-            }
-        })
-        .collect()
-}
-
-/// Adds the `rand_init` noise (when on) to raw scores and normalises them.
-pub fn finish(mut raw: Vec<f64>, p: &Params) -> Vec<f32> {
-    if p.rand_init {
-        for (row, v) in raw.iter_mut().enumerate() {
-            *v += Stream::new(p.seed, STREAM_NOISE, row as u64).unit_open();
-        }
-    }
-    normalise(&raw)
-}
-
-/// Min-max normalisation to [0, 1]; a constant vector maps to zeros.
-pub fn normalise(raw: &[f64]) -> Vec<f32> {
-    let lo = raw.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = raw.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let span = hi - lo;
-    raw.iter()
-        .map(|&v| {
-            if span > 0.0 {
-                ((v - lo) / span) as f32
             } else {
                 0.0
             }
@@ -416,10 +390,7 @@ mod tests {
         let brute = run(&pool, Search::Brute, 1);
         assert_eq!(
             brute.2,
-            finish(
-                raw_scores(&pool, &params(4000, 1), &mut no_progress).unwrap(),
-                &params(4000, 1)
-            )
+            score(&pool, &params(4000, 1), &mut no_progress).unwrap()
         );
         assert_eq!(run(&pool, Search::Band, 1), brute);
         assert_eq!(run(&pool, Search::Band, 3), brute);
