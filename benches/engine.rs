@@ -1,6 +1,7 @@
 //! Engine micro-benchmark without Python:
 //! `cargo bench --bench engine -- N D SAMPLES [brute|band|auto]`.
-//! Prints prep time and per-sample time for 1 and all threads.
+//! Prints prep time and per-sample time for 1 and all threads (or only
+//! `THREADS` threads when that variable is set).
 
 use std::time::Instant;
 use zcore_fast::columns::{Pool, Source};
@@ -51,7 +52,12 @@ fn main() {
     let t = Instant::now();
     let pool = tp.install(|| Pool::build(&[src])).unwrap();
     let prep = t.elapsed().as_secs_f64();
-    for th in [1, threads] {
+    // THREADS=n measures n threads only.
+    let counts = match std::env::var("THREADS").ok().and_then(|v| v.parse().ok()) {
+        Some(t) => vec![t],
+        None => vec![1, threads],
+    };
+    for th in counts {
         let p = Params {
             n_sample: samples as u64,
             threads: th,

@@ -6,6 +6,7 @@
 //! subspace also has hand-written AVX-512 versions, chosen at run time: the
 //! passes are the engine's whole inner loop.
 
+use crate::columns::Pool;
 use crate::search::Neighbour;
 
 const LANES: usize = 64;
@@ -86,6 +87,37 @@ fn within_body(cols: &[&[f32]], q: &[f32], limit: f32, exclude: u32, out: &mut V
         }
         true
     });
+}
+
+/// Distances of the pool's subsample rows to `q` over `dims` into `out`,
+/// and their least and greatest. Simple loops: the compiler vectorises them
+/// for whichever instruction set the caller enables.
+#[inline(always)]
+fn subsample_body(pool: &Pool, dims: &[u32], q: &[f32], out: &mut Vec<f32>) -> (f32, f32) {
+    out.clear();
+    out.resize(pool.sub_n, 0.0);
+    for (&d, &qd) in dims.iter().zip(q) {
+        for (o, &x) in out.iter_mut().zip(pool.sub_column(d as usize)) {
+            *o += (x - qd).abs();
+        }
+    }
+    // Lane-wise extremes first: a float min over one chain does not
+    // vectorise (the compiler may not reorder it).
+    let (mut lo, mut hi) = ([f32::INFINITY; 16], [0f32; 16]);
+    let mut blocks = out.chunks_exact(16);
+    for block in &mut blocks {
+        for ((l, h), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(block) {
+            *l = if v < *l { v } else { *l };
+            *h = if v > *h { v } else { *h };
+        }
+    }
+    let tail = blocks.remainder().iter();
+    let lo = lo
+        .iter()
+        .chain(tail.clone())
+        .fold(f32::INFINITY, |m, &v| m.min(v));
+    let hi = hi.iter().chain(tail).fold(0f32, |m, &v| m.max(v));
+    (lo, hi)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -255,25 +287,21 @@ pub(crate) mod x86 {
         Neighbour { row, dist }
     }
 
-    /// Rows (except `exclude`) at distance <= `limit`, in no set order.
+    /// Rows at distance <= `limit`, ascending, into `hits`.
     ///
     /// Branch-free: hits fall at random blocks, so a branch per block would
     /// mispredict about half the time. Each block's hit rows are compressed
     /// in a register and stored whole (the memory form of compress is
-    /// microcoded and several times slower on Intel); `rows` keeps 16
-    /// slack. The few hits then get their distances recomputed by gathers,
-    /// with the same arithmetic as the pass, straight into `out`.
+    /// microcoded and several times slower on Intel); `hits` keeps 16 slack.
+    #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn within2<const HALF: bool>(
+    pub(crate) unsafe fn hit_rows<const HALF: bool>(
         a: *const u8,
         b: *const u8,
         n: usize,
         q: [f32; 2],
         limit: f32,
-        exclude: u32,
         hits: &mut Vec<u32>,
-        out: &mut Vec<Neighbour>,
     ) {
         let (qa, qb) = (_mm512_set1_ps(q[0]), _mm512_set1_ps(q[1]));
         let lim = _mm512_set1_ps(limit);
@@ -284,6 +312,26 @@ pub(crate) mod x86 {
         let dst = hits.as_mut_ptr();
         let mut count = 0usize;
         let mut base = 0;
+        // Whole blocks of 32 rows without lane masks, then the rest.
+        while base + 32 <= n {
+            let d0 = dist16::<HALF>(a, b, qa, qb, base, 0xFFFF);
+            let d1 = dist16::<HALF>(a, b, qa, qb, base + 16, 0xFFFF);
+            let hit0 = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(d0, lim);
+            let hit1 = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(d1, lim);
+            let rows1 = _mm512_add_epi32(rows, step);
+            _mm512_storeu_si512(
+                dst.add(count).cast(),
+                _mm512_maskz_compress_epi32(hit0, rows),
+            );
+            count += (hit0 as u32).count_ones() as usize;
+            _mm512_storeu_si512(
+                dst.add(count).cast(),
+                _mm512_maskz_compress_epi32(hit1, rows1),
+            );
+            count += (hit1 as u32).count_ones() as usize;
+            rows = _mm512_add_epi32(rows1, step);
+            base += 32;
+        }
         while base < n {
             let live = live_mask(n, base);
             let d = dist16::<HALF>(a, b, qa, qb, base, live);
@@ -297,9 +345,28 @@ pub(crate) mod x86 {
             base += 16;
         }
         hits.set_len(count);
+    }
+
+    /// Rows (except `exclude`) at distance <= `limit`, in no set order.
+    /// The few hits get their distances recomputed by gathers, with the
+    /// same arithmetic as the pass, straight into `out`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn within2<const HALF: bool>(
+        a: *const u8,
+        b: *const u8,
+        n: usize,
+        q: [f32; 2],
+        limit: f32,
+        exclude: u32,
+        hits: &mut Vec<u32>,
+        out: &mut Vec<Neighbour>,
+    ) {
+        hit_rows::<HALF>(a, b, n, q, limit, hits);
         if let Some(at) = hits.iter().position(|&r| r == exclude) {
             hits.swap_remove(at);
         }
+        let (qa, qb) = (_mm512_set1_ps(q[0]), _mm512_set1_ps(q[1]));
         let count = hits.len();
         out.clear();
         out.reserve(count + 16);
@@ -318,6 +385,17 @@ pub(crate) mod x86 {
             i += 16;
         }
         out.set_len(count);
+    }
+
+    /// `subsample_body` compiled for AVX-512.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(crate) unsafe fn subsample(
+        pool: &super::Pool,
+        dims: &[u32],
+        q: &[f32],
+        out: &mut Vec<f32>,
+    ) -> (f32, f32) {
+        super::subsample_body(pool, dims, q, out)
     }
 
     pub fn has_avx512() -> bool {
@@ -440,5 +518,22 @@ impl Isa {
         }
         let _ = scratch;
         within_body(cols, q, limit, exclude, out)
+    }
+
+    /// Distances of the pool's subsample rows to `q` over `dims` into
+    /// `out`; returns the least and the greatest.
+    pub fn subsample_distances(
+        self,
+        pool: &Pool,
+        dims: &[u32],
+        q: &[f32],
+        out: &mut Vec<f32>,
+    ) -> (f32, f32) {
+        #[cfg(target_arch = "x86_64")]
+        if self == Isa::Avx512 {
+            // SAFETY: run-time detected.
+            return unsafe { x86::subsample(pool, dims, q, out) };
+        }
+        subsample_body(pool, dims, q, out)
     }
 }

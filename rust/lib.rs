@@ -5,10 +5,13 @@
 pub mod band;
 pub mod band_kernels;
 pub mod cache;
+pub mod coarse;
 pub mod columns;
 pub mod error;
 pub mod kernels;
 pub mod npy;
+pub mod one_pass;
+pub mod penalty;
 pub mod rng;
 pub mod runner;
 pub mod search;

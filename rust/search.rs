@@ -9,8 +9,10 @@
 //! `knn_brute` is the obviously-correct oracle; both order neighbours by
 //! (distance, row), so ties go to the lower row index.
 
+use crate::coarse::Coarse;
 use crate::columns::{Col, Pool};
 use crate::kernels::Isa;
+use crate::one_pass::Candidates;
 use std::cmp::Ordering;
 
 /// A row and its L1 distance to the query. Laid out as (row, dist) so the
@@ -88,20 +90,32 @@ const LIMIT_MARGIN_SD: f64 = 3.0;
 /// The subsample rank whose distance bounds the k-th of `avail` rows, with
 /// a margin (`usize::MAX`: no useful bound).
 fn limit_rank(pool: &Pool, k: usize, avail: usize) -> usize {
+    limit_rank_with(pool, k, avail, LIMIT_MARGIN_SD)
+}
+
+/// `limit_rank` with a margin of `sd` standard deviations.
+fn limit_rank_with(pool: &Pool, k: usize, avail: usize, sd: f64) -> usize {
     if 2 * k >= avail {
         return usize::MAX;
     }
     // Expected subsample rank of the k-th neighbour, plus a margin.
     let expect = k as f64 * pool.sub_n as f64 / pool.n as f64;
-    (expect + LIMIT_MARGIN_SD * expect.sqrt() + 4.0).ceil() as usize
+    (expect + sd * expect.sqrt() + 4.0).ceil() as usize
 }
+
+/// `LIMIT_MARGIN_SD` for the one-pass search, whose candidates all cost
+/// gathers: a smaller margin, more often retried.
+const ONE_PASS_MARGIN_SD: f64 = 2.0;
 
 /// Per-thread search state: the chosen kernels and reusable buffers.
 pub struct Searcher {
     isa: Isa,
-    sub_dist: Vec<u32>,
+    sub_dist: Vec<f32>,
+    bracket: Vec<f32>,
     hits: Vec<u32>,
     wide: Vec<Vec<f32>>,
+    cand: Candidates,
+    centre: Vec<f32>,
 }
 
 /// Two float16 columns the AVX-512 passes can read as they are.
@@ -136,8 +150,11 @@ impl Searcher {
         Searcher {
             isa,
             sub_dist: Vec::new(),
+            bracket: Vec::new(),
             hits: Vec::new(),
             wide: Vec::new(),
+            cand: Candidates::default(),
+            centre: Vec::new(),
         }
     }
 
@@ -153,20 +170,29 @@ impl Searcher {
 
     /// A distance within which about `rank` subsample rows (of `sub_n`) lie.
     fn subsample_limit(&mut self, pool: &Pool, dims: &[u32], q: &[f32], rank: usize) -> f32 {
+        self.subsample_select(pool, dims, q, rank).0
+    }
+
+    /// The distances of subsample row `rank` (infinite past the subsample)
+    /// and of the nearest subsample row to `q`.
+    fn subsample_select(
+        &mut self,
+        pool: &Pool,
+        dims: &[u32],
+        q: &[f32],
+        rank: usize,
+    ) -> (f32, f32) {
         let m = pool.sub_n;
         if rank >= m {
-            return f32::INFINITY;
+            return (f32::INFINITY, f32::INFINITY);
         }
-        // Distances as float bits: non-negative floats order like their
-        // bits, and selecting u32s is cheaper than a float comparator.
-        self.sub_dist.clear();
-        self.sub_dist.resize(m, 0);
-        for (&d, &qd) in dims.iter().zip(q) {
-            for (o, &x) in self.sub_dist.iter_mut().zip(pool.sub_column(d as usize)) {
-                *o = (f32::from_bits(*o) + (x - qd).abs()).to_bits();
-            }
-        }
-        f32::from_bits(*self.sub_dist.select_nth_unstable(rank).1)
+        let (nearest, farthest) = self
+            .isa
+            .subsample_distances(pool, dims, q, &mut self.sub_dist);
+        let kth = self
+            .isa
+            .kth_smallest(&self.sub_dist, rank + 1, farthest, m, &mut self.bracket);
+        (kth, nearest)
     }
 
     /// A distance that holds at least `k` rows around `q` with high
@@ -221,6 +247,121 @@ impl Searcher {
         drop(cols);
         self.wide = wide;
         keep_smallest(out, k);
+    }
+}
+
+impl Searcher {
+    /// The row nearest to `q` and, into `out`, the `k` rows nearest to it
+    /// (itself excluded), unordered: exactly what `nearest` and then `knn`
+    /// around the winner give, usually from one pass over the rows (see
+    /// `one_pass`).
+    pub fn nearest_and_knn(
+        &mut self,
+        pool: &Pool,
+        coarse: Option<&Coarse>,
+        dims: &[u32],
+        q: &[f32],
+        k: usize,
+        out: &mut Vec<Neighbour>,
+    ) -> Neighbour {
+        if let Some(winner) = self.one_pass(pool, coarse, dims, q, k, out) {
+            return winner;
+        }
+        let winner = self.nearest(pool, dims, q);
+        let mut centre = std::mem::take(&mut self.centre);
+        centre.clear();
+        centre.extend(
+            dims.iter()
+                .map(|&d| pool.value(d as usize, winner.row as usize)),
+        );
+        self.knn(pool, dims, &centre, k, Some(winner.row), out);
+        self.centre = centre;
+        winner
+    }
+
+    /// `nearest_and_knn` for two-dimensional subspaces from one pass.
+    ///
+    /// The pass collects every row within `radius` of `q`, where `radius`
+    /// is the subsample's estimate of the (k+1)-th neighbour distance of
+    /// `q` plus twice its nearest distance. The winner is among them
+    /// whenever any row is. By the triangle inequality every row within
+    /// `radius - d(q, winner)` of the winner is too (less a relative 2^-20
+    /// that covers f32 rounding), so if at least k of them are, the k
+    /// nearest are exactly those collected. Otherwise (rare) None, and the
+    /// caller searches as usual; also None where one pass cannot help.
+    fn one_pass(
+        &mut self,
+        pool: &Pool,
+        coarse: Option<&Coarse>,
+        dims: &[u32],
+        q: &[f32],
+        k: usize,
+        out: &mut Vec<Neighbour>,
+    ) -> Option<Neighbour> {
+        let &[d0, d1] = dims else { return None };
+        let k = k.min(pool.n - 1);
+        let rank = limit_rank_with(pool, k + 1, pool.n, ONE_PASS_MARGIN_SD);
+        if k == 0 || rank >= pool.sub_n {
+            return None;
+        }
+        let (kth, nearest) = self.subsample_select(pool, dims, q, rank);
+        let radius = round_up(f64::from(kth) + 0.25 * f64::from(nearest));
+        if !radius.is_finite() {
+            return None;
+        }
+        let q = [q[0], q[1]];
+        let mut cand = std::mem::take(&mut self.cand);
+        let coarse_done =
+            coarse.is_some_and(|c| c.collect(self.isa, pool, [d0, d1], q, radius, &mut cand));
+        match half_pair(self.isa, pool, dims).filter(|_| !coarse_done) {
+            Some((a, b)) => {
+                self.isa.collect_f16(a, b, q, radius, &mut cand);
+            }
+            None if coarse_done => {}
+            None => {
+                let mut wide = std::mem::take(&mut self.wide);
+                let cols = columns(pool, dims, &mut wide);
+                self.isa.collect(cols[0], cols[1], q, radius, &mut cand);
+                self.wide = wide;
+            }
+        }
+        // The coarse filter may pass rows beyond `radius`: the winner is
+        // certain only if it lies within.
+        let winner = self.isa.nearest_of(&cand, q).filter(|w| w.dist <= radius);
+        let found = winner.and_then(|winner| {
+            let w = winner.row as usize;
+            let centre = [pool.value(d0 as usize, w), pool.value(d1 as usize, w)];
+            let limit = round_down(
+                f64::from(radius) * (1.0 - 1.0 / f64::from(1u32 << 20))
+                    - f64::from(winner.dist)
+                    - 1e-36,
+            );
+            self.isa
+                .nearest_k_of(&mut cand, centre, limit, winner.row, k, out)
+                .then_some(winner)
+        });
+        self.cand = cand;
+        found
+    }
+}
+
+/// The least f32 at or above `x`.
+fn round_up(x: f64) -> f32 {
+    let r = x as f32;
+    if f64::from(r) < x {
+        r.next_up()
+    } else {
+        r
+    }
+}
+
+/// The greatest f32 at or below `x`.
+fn round_down(x: f64) -> f32 {
+    let r = x as f32;
+    if f64::from(r) > x {
+        r.next_down()
+    } else {
+        r
     }
 }
 
@@ -312,6 +453,7 @@ mod tests {
             let d = 2 + (rng.next() as usize % 5);
             let pool = random_pool(&mut rng, n, d, half);
             assert_eq!(pool.is_f16(), half);
+            let coarse = Coarse::build(&pool).filter(|_| trial % 2 == 0);
             for _ in 0..60 {
                 let m = 1 + rng.next() as usize % d.min(3);
                 let mut dims: Vec<u32> = Vec::new();
@@ -343,7 +485,62 @@ mod tests {
                 );
                 if exclude.is_none() {
                     assert_eq!(searcher.nearest(&pool, &dims, &q), expect[0]);
+                    let winner =
+                        searcher.nearest_and_knn(&pool, coarse.as_ref(), &dims, &q, k, &mut out);
+                    assert_eq!(winner, expect[0]);
+                    let centre: Vec<f32> = dims
+                        .iter()
+                        .map(|&x| pool.value(x as usize, winner.row as usize))
+                        .collect();
+                    assert_eq!(
+                        sorted_set(out.clone()),
+                        knn_brute(&pool, &dims, &centre, k, Some(winner.row)),
+                        "one pass: trial {trial} dims {dims:?} k {k}"
+                    );
                 }
+            }
+        }
+    }
+
+    /// The one-pass search on pools large enough for it (it must actually
+    /// be taken, not fall back), against brute force.
+    #[test]
+    fn one_pass_equals_brute_force() {
+        let mut rng = Lcg(7);
+        let mut out = Vec::new();
+        for isa in [Isa::Portable, Isa::detect()] {
+            let mut searcher = Searcher::with_isa(isa);
+            for trial in 0..12 {
+                let n = 3000 + (rng.next() as usize % 9000);
+                let half = trial % 3 == 2;
+                let pool = random_pool(&mut rng, n, 4, half);
+                let coarse = Coarse::build(&pool).filter(|_| trial % 2 == 0);
+                assert_eq!(
+                    coarse.is_some(),
+                    trial % 2 == 0 && !half && crate::coarse::available()
+                );
+                let mut taken = 0;
+                for _ in 0..100 {
+                    let a = rng.next() % 4;
+                    let b = (a + 1 + rng.next() % 3) % 4;
+                    let dims = [a, b];
+                    let k = 1 + rng.next() as usize % (n / 4);
+                    let q = [rng.unit() * 6.0 - 3.0, rng.unit() * 10.0 - 1.0];
+                    let Some(winner) =
+                        searcher.one_pass(&pool, coarse.as_ref(), &dims, &q, k, &mut out)
+                    else {
+                        continue;
+                    };
+                    taken += 1;
+                    assert_eq!(winner, knn_brute(&pool, &dims, &q, 1, None)[0]);
+                    let c = dims.map(|x| pool.value(x as usize, winner.row as usize));
+                    assert_eq!(
+                        sorted_set(out.clone()),
+                        knn_brute(&pool, &dims, &c, k, Some(winner.row)),
+                        "trial {trial} dims {dims:?} k {k}"
+                    );
+                }
+                assert!(taken > 80, "one pass taken {taken} of 100 times");
             }
         }
     }

@@ -9,9 +9,11 @@
 
 use crate::columns::Pool;
 use crate::error::{invalid, CoreError, Result};
+use crate::kernels::Isa;
+use crate::penalty::Penalties;
 use crate::rng::{distinct_dims, triangular, Stream, STREAM_NOISE, STREAM_SAMPLE};
 pub use crate::runner::Search;
-use crate::search::{Neighbour, Searcher};
+use crate::search::Searcher;
 
 /// Scoring parameters, with the paper's names and defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,65 +136,6 @@ pub struct SampleEffect {
     pub penalties: Vec<(u32, f64)>,
 }
 
-pub(crate) fn penalty_of(neighbours: &[Neighbour], exp: f64, out: &mut Vec<(u32, f64)>) {
-    out.clear();
-    let Some(first) = neighbours.iter().min_by(|a, b| a.cmp_key(b)) else {
-        return;
-    };
-    if first.dist == 0.0 {
-        // A duplicate in this subspace: it alone takes the full penalty.
-        out.push((first.row, 1.0));
-        return;
-    }
-    // w_j = d_j^-exp, normalised. Scaling by the smallest distance first
-    // keeps every ratio in (0, 1], so no power overflows.
-    let d0 = f64::from(first.dist);
-    out.extend(
-        neighbours
-            .iter()
-            .map(|nb| (nb.row, d0 / f64::from(nb.dist))),
-    );
-    let int_exp = exp.fract() == 0.0 && (0.0..=64.0).contains(&exp);
-    // Common integer exponents get a loop with the power unrolled: `powi`
-    // is a libm call per neighbour.
-    match exp as u32 {
-        2 if int_exp => raise::<2>(out),
-        3 if int_exp => raise::<3>(out),
-        4 if int_exp => raise::<4>(out),
-        e if int_exp => out.iter_mut().for_each(|(_, w)| *w = pow_u32(*w, e)),
-        _ => out.iter_mut().for_each(|(_, w)| *w = w.powf(exp)),
-    }
-    let total: f64 = out.iter().map(|&(_, w)| w).sum();
-    // One division, then multiplications: within an ulp of dividing each
-    // weight, and the same on every thread.
-    let scale = 1.0 / total;
-    for (_, w) in out.iter_mut() {
-        *w *= scale;
-    }
-}
-
-/// `x^e` by repeated squaring (same rounding for the same inputs on every
-/// thread, which is all determinism needs).
-#[inline(always)]
-fn pow_u32(x: f64, mut e: u32) -> f64 {
-    let (mut acc, mut base) = (1.0, x);
-    while e > 0 {
-        if e & 1 == 1 {
-            acc *= base;
-        }
-        base *= base;
-        e >>= 1;
-    }
-    acc
-}
-
-/// Raises every weight to the power `E`.
-fn raise<const E: u32>(out: &mut [(u32, f64)]) {
-    for (_, w) in out.iter_mut() {
-        *w = pow_u32(*w, E);
-    }
-}
-
 /// The effect of one given subspace and sample point (for tests and tracing).
 pub fn trace(
     pool: &Pool,
@@ -210,9 +153,12 @@ pub fn trace(
     let mut neighbours = Vec::new();
     let k = redund_nn.min(pool.n - 1);
     searcher.knn(pool, dims, &centre, k, Some(winner), &mut neighbours);
-    let mut penalties = Vec::new();
-    penalty_of(&neighbours, redund_exp, &mut penalties);
-    SampleEffect { winner, penalties }
+    let mut p = Penalties::default();
+    p.compute(Isa::detect(), &neighbours, redund_exp);
+    SampleEffect {
+        winner,
+        penalties: p.rows.into_iter().zip(p.weights).collect(),
+    }
 }
 
 /// Raw (unnormalised, noise-free) scores: the sum over samples of coverage
