@@ -145,7 +145,7 @@ pub fn available() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use crate::kernels::x86::live_mask;
+    use crate::one_pass::x86::gather_coordinates;
     use crate::one_pass::Candidates;
     use std::arch::x86_64::*;
 
@@ -211,23 +211,7 @@ mod x86 {
             rows.extend(offsets.iter().map(|&o| (start + usize::from(o)) as u32));
             start = end;
         }
-        let count = rows.len();
-        for x in [&mut cand.xa, &mut cand.xb] {
-            x.clear();
-            x.reserve(count + 16);
-        }
-        let mut i = 0;
-        while i < count {
-            let live = live_mask(count, i);
-            let r = _mm512_maskz_loadu_epi32(live, rows.as_ptr().add(i).cast());
-            let ga = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), live, r, exact[0].as_ptr());
-            let gb = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), live, r, exact[1].as_ptr());
-            _mm512_storeu_ps(cand.xa.as_mut_ptr().add(i), ga);
-            _mm512_storeu_ps(cand.xb.as_mut_ptr().add(i), gb);
-            i += 16;
-        }
-        cand.xa.set_len(count);
-        cand.xb.set_len(count);
+        gather_coordinates::<false>(exact[0].as_ptr().cast(), exact[1].as_ptr().cast(), n, cand);
     }
 }
 

@@ -267,7 +267,7 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         if self == Isa::Avx512 {
             // SAFETY: run-time detected.
-            return unsafe { x86::count_le(dist, t) };
+            return unsafe { x86::count_cmp::<{ std::arch::x86_64::_CMP_LE_OQ }>(dist, t) };
         }
         dist.iter().filter(|&&d| d <= t).count()
     }
@@ -296,7 +296,7 @@ impl Isa {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     //! AVX-512 versions: the same arithmetic as the portable code above.
     use super::Candidates;
     use crate::kernels::x86::{gather16, hit_rows, live_mask, store_pairs};
@@ -339,6 +339,18 @@ mod x86 {
         cand: &mut Candidates,
     ) {
         hit_rows::<HALF>(a, b, n, q, limit, &mut cand.rows);
+        gather_coordinates::<HALF>(a, b, n, cand);
+    }
+
+    /// The coordinates of the rows in `cand.rows` from columns `a` and `b`
+    /// (`n` values each) into `cand.xa`, `cand.xb`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(crate) unsafe fn gather_coordinates<const HALF: bool>(
+        a: *const u8,
+        b: *const u8,
+        n: usize,
+        cand: &mut Candidates,
+    ) {
         let count = cand.rows.len();
         for x in [&mut cand.xa, &mut cand.xb] {
             x.clear();
@@ -403,15 +415,17 @@ mod x86 {
         cand.dist.set_len(count);
     }
 
+    /// How many of `dist` compare true with `t` (`CMP`: `_CMP_LE_OQ` or
+    /// `_CMP_LT_OQ`).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt")]
-    pub(super) unsafe fn count_le(dist: &[f32], t: f32) -> usize {
+    pub(super) unsafe fn count_cmp<const CMP: i32>(dist: &[f32], t: f32) -> usize {
         let t = _mm512_set1_ps(t);
         let mut count = 0;
         let mut i = 0;
         while i < dist.len() {
             let live = live_mask(dist.len(), i);
             let d = _mm512_maskz_loadu_ps(live, dist.as_ptr().add(i));
-            count += (_mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(live, d, t) as u32).count_ones();
+            count += (_mm512_mask_cmp_ps_mask::<CMP>(live, d, t) as u32).count_ones();
             i += 16;
         }
         count as usize
@@ -436,7 +450,7 @@ mod x86 {
     pub(super) unsafe fn emit(cand: &Candidates, kth: f32, k: usize, out: &mut Vec<Neighbour>) {
         let count = cand.len();
         let t = _mm512_set1_ps(kth);
-        let mut ties = k - count_lt(&cand.dist, kth);
+        let mut ties = k - count_cmp::<_CMP_LT_OQ>(&cand.dist, kth);
         out.clear();
         out.reserve(count + 16);
         let o = out.as_mut_ptr().cast::<i32>();
@@ -485,20 +499,6 @@ mod x86 {
             i += 16;
         }
         out.set_len(kept);
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt")]
-    unsafe fn count_lt(dist: &[f32], t: f32) -> usize {
-        let t = _mm512_set1_ps(t);
-        let mut count = 0;
-        let mut i = 0;
-        while i < dist.len() {
-            let live = live_mask(dist.len(), i);
-            let d = _mm512_maskz_loadu_ps(live, dist.as_ptr().add(i));
-            count += (_mm512_mask_cmp_ps_mask::<_CMP_LT_OQ>(live, d, t) as u32).count_ones();
-            i += 16;
-        }
-        count as usize
     }
 }
 

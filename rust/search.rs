@@ -281,10 +281,13 @@ impl Searcher {
 
     /// `nearest_and_knn` for two-dimensional subspaces from one pass.
     ///
-    /// The pass collects every row within `radius` of `q`, where `radius`
-    /// is the subsample's estimate of the (k+1)-th neighbour distance of
-    /// `q` plus twice its nearest distance. The winner is among them
-    /// whenever any row is. By the triangle inequality every row within
+    /// The pass collects every row within `radius` of `q` (and, from the
+    /// coarse copy, a few more), where `radius` is the subsample's estimate
+    /// of the (k+1)-th neighbour distance of `q` plus a quarter of its
+    /// nearest distance (room for the winner's own distance from `q`; any
+    /// radius gives exact results, this one rarely retries). If the
+    /// nearest collected row lies within `radius`, it is the winner. By
+    /// the triangle inequality every row within
     /// `radius - d(q, winner)` of the winner is too (less a relative 2^-20
     /// that covers f32 rounding), so if at least k of them are, the k
     /// nearest are exactly those collected. Otherwise (rare) None, and the
