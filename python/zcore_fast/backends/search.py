@@ -145,15 +145,22 @@ def _pow_int(x: torch.Tensor, e: int) -> torch.Tensor:
     return acc
 
 
-def _tree_sum(w: torch.Tensor) -> torch.Tensor:
-    """Row sums by pairwise halving: the same additions in the same order
-    for any batch size and on any device (torch.sum's order may vary)."""
-    width = 1 << max(0, (w.shape[1] - 1).bit_length())
-    w = torch.nn.functional.pad(w, (0, width - w.shape[1]))
-    while w.shape[1] > 1:
-        half = w.shape[1] // 2
-        w = w[:, :half] + w[:, half:]
-    return w[:, 0]
+SUM_UNIT = float(1 << 52)
+
+
+def _exact_sum(w: torch.Tensor) -> torch.Tensor:
+    """Row sums of weights in [0, 1] as the CPU engine (rust/penalty.rs)
+    forms them: each weight rounded down to a multiple of 2^-52 and the
+    integers summed exactly, so the order of terms cannot matter. The
+    integer total is split into 32-bit halves to stay within int64, then
+    rounded to float64 once, as the engine's u128 total is."""
+    units = (w * SUM_UNIT).to(torch.int64)
+    low_mask = (1 << 32) - 1
+    high = (units >> 32).sum(dim=1)
+    low = (units & low_mask).sum(dim=1)
+    high = high + (low >> 32)
+    low = low & low_mask
+    return (high.double() * float(1 << 32) + low.double()) / SUM_UNIT
 
 
 def penalties(top: torch.Tensor, redund_exp: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,7 +177,7 @@ def penalties(top: torch.Tensor, redund_exp: float) -> tuple[torch.Tensor, torch
     ratio = d0 / dist
     e = redund_exp
     w = _pow_int(ratio, int(e)) if e == int(e) and 0 <= e <= 64 else ratio.pow(e)
-    w = w * (1.0 / _tree_sum(w))[:, None]  # as the CPU engine: one division per sample
+    w = w * (1.0 / _exact_sum(w))[:, None]  # as the CPU engine: one division per sample
     first_only = torch.zeros_like(w)
     first_only[:, 0] = 1.0
     w = torch.where(d0 == 0, first_only, w)
