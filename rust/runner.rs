@@ -390,7 +390,10 @@ pub(crate) fn run_all(
     } else {
         Vec::new()
     };
-    let coarse = if band { None } else { Coarse::build(pool) };
+    // Only the one-pass search of two-dimensional subspaces reads it.
+    let coarse = (!band && p.sample_dim == 2)
+        .then(|| Coarse::build(pool))
+        .flatten();
     let mut acc = Accumulators::new(pool.n, p.threads);
     let mut index = BandIndex::default();
     let mut first = 0;
