@@ -387,7 +387,8 @@ pub(crate) mod x86 {
         out.set_len(count);
     }
 
-    /// `subsample_body` compiled for AVX-512.
+    /// `subsample_body` compiled for AVX-512; two-dimensional subspaces
+    /// get one fused pass (distances, least and greatest together).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub(crate) unsafe fn subsample(
         pool: &super::Pool,
@@ -395,7 +396,27 @@ pub(crate) mod x86 {
         q: &[f32],
         out: &mut Vec<f32>,
     ) -> (f32, f32) {
-        super::subsample_body(pool, dims, q, out)
+        let (&[da, db], &[qa, qb]) = (dims, q) else {
+            return super::subsample_body(pool, dims, q, out);
+        };
+        let (a, b) = (pool.sub_column(da as usize), pool.sub_column(db as usize));
+        let n = a.len();
+        out.clear();
+        out.reserve(n);
+        let (qa, qb) = (_mm512_set1_ps(qa), _mm512_set1_ps(qb));
+        let mut lo = _mm512_set1_ps(f32::INFINITY);
+        let mut hi = _mm512_setzero_ps();
+        let mut base = 0;
+        while base < n {
+            let live = live_mask(n, base);
+            let d = dist16::<false>(a.as_ptr().cast(), b.as_ptr().cast(), qa, qb, base, live);
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(base), live, d);
+            lo = _mm512_mask_min_ps(lo, live, lo, d);
+            hi = _mm512_mask_max_ps(hi, live, hi, d);
+            base += 16;
+        }
+        out.set_len(n);
+        (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi))
     }
 
     pub fn has_avx512() -> bool {

@@ -439,6 +439,30 @@ mod tests {
         v
     }
 
+    /// The subsample's distances, least and greatest are the same bits on
+    /// every instruction set (AVX-512 fuses the two-dimensional pass).
+    #[test]
+    fn subsample_distances_agree_across_isas() {
+        let mut rng = Lcg(9);
+        for _ in 0..40 {
+            let n = 2 + rng.next() as usize % 5000;
+            let d = 2 + rng.next() as usize % 4;
+            let pool = random_pool(&mut rng, n, d, false);
+            for m in 1..=d.min(3) {
+                let dims: Vec<u32> = (0..m as u32).map(|j| (j + rng.next()) % d as u32).collect();
+                let q: Vec<f32> = (0..m).map(|_| rng.unit() * 4.0 - 2.0).collect();
+                let (mut fast, mut slow) = (Vec::new(), Vec::new());
+                let got = Isa::detect().subsample_distances(&pool, &dims, &q, &mut fast);
+                let want = Isa::Portable.subsample_distances(&pool, &dims, &q, &mut slow);
+                assert_eq!(fast, slow);
+                assert_eq!(got, want);
+                let lo = slow.iter().copied().fold(f32::INFINITY, f32::min);
+                let hi = slow.iter().copied().fold(0f32, f32::max);
+                assert_eq!(want, (lo, hi));
+            }
+        }
+    }
+
     #[test]
     fn knn_equals_brute_force_on_thousands_of_draws() {
         for isa in [Isa::Portable, Isa::detect()] {
