@@ -192,16 +192,42 @@ mod x86 {
             let mut count = 0usize;
             let mut off = lanes;
             let mut base = start;
-            while base < end {
-                let live = live32(end, base);
-                let xa = _mm512_maskz_loadu_epi16(live, a.add(base));
-                let xb = _mm512_maskz_loadu_epi16(live, b.add(base));
-                // |x - q| <= 32,766 fits i16; the sum of two fits u16.
+            // |x - q| <= 32,766 fits i16; the sum of two fits u16.
+            let hits = |xa: __m512i, xb: __m512i, live: __mmask32| {
                 let d = _mm512_add_epi16(
                     _mm512_abs_epi16(_mm512_sub_epi16(xa, qa)),
                     _mm512_abs_epi16(_mm512_sub_epi16(xb, qb)),
                 );
-                let hit = _mm512_mask_cmple_epu16_mask(live, d, lim);
+                _mm512_mask_cmple_epu16_mask(live, d, lim)
+            };
+            // Two blocks of 32 rows per step, unmasked loads: independent
+            // work for the compress unit while the other block's loads wait.
+            while base + 64 <= end {
+                let h0 = hits(
+                    _mm512_loadu_si512(a.add(base).cast()),
+                    _mm512_loadu_si512(b.add(base).cast()),
+                    u32::MAX,
+                );
+                let h1 = hits(
+                    _mm512_loadu_si512(a.add(base + 32).cast()),
+                    _mm512_loadu_si512(b.add(base + 32).cast()),
+                    u32::MAX,
+                );
+                let off1 = _mm512_add_epi16(off, step);
+                _mm512_storeu_si512(dst.add(count).cast(), _mm512_maskz_compress_epi16(h0, off));
+                count += h0.count_ones() as usize;
+                _mm512_storeu_si512(dst.add(count).cast(), _mm512_maskz_compress_epi16(h1, off1));
+                count += h1.count_ones() as usize;
+                off = _mm512_add_epi16(off1, step);
+                base += 64;
+            }
+            while base < end {
+                let live = live32(end, base);
+                let hit = hits(
+                    _mm512_maskz_loadu_epi16(live, a.add(base)),
+                    _mm512_maskz_loadu_epi16(live, b.add(base)),
+                    live,
+                );
                 _mm512_storeu_si512(dst.add(count).cast(), _mm512_maskz_compress_epi16(hit, off));
                 count += hit.count_ones() as usize;
                 off = _mm512_add_epi16(off, step);
