@@ -56,10 +56,13 @@ impl Coarse {
                 let Col::F32(col) = pool.col(d) else {
                     unreachable!("f16 pools are refused above")
                 };
-                let c = centre[d];
-                for (o, &x) in out.iter_mut().zip(col) {
-                    *o = quantise(f64::from(x), c, scale);
-                }
+                // SAFETY: `available` (checked above) includes AVX-512.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    x86::quantise_column(col, centre[d], scale, out)
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                quantise_column(col, centre[d], scale, out);
             });
         Some(Coarse {
             n: pool.n,
@@ -124,13 +127,25 @@ impl Coarse {
     /// the rounding bound holds for.
     fn query(&self, dim: u32, q: f32) -> Option<i16> {
         let y = (f64::from(q) - self.centre[dim as usize]) * self.scale;
-        (y.abs() <= SPAN + 0.25).then(|| y.round().clamp(-SPAN, SPAN) as i16)
+        (y.abs() <= SPAN + 0.25).then(|| y.round_ties_even().clamp(-SPAN, SPAN) as i16)
     }
 }
 
 /// round((x - c) * scale), within +-SPAN for x between the extremes.
+/// Ties round to even: one instruction where the caller enables SSE4.1 or
+/// later, so the loop below vectorises (any rounding to nearest keeps the
+/// error within 1/2, which is all the filter assumes).
+#[inline(always)]
 fn quantise(x: f64, c: f64, scale: f64) -> i16 {
-    ((x - c) * scale).round().clamp(-SPAN, SPAN) as i16
+    ((x - c) * scale).round_ties_even().clamp(-SPAN, SPAN) as i16
+}
+
+/// `quantise` of every value of `col` into `out`.
+#[inline(always)]
+fn quantise_column(col: &[f32], c: f64, scale: f64, out: &mut [i16]) {
+    for (o, &x) in out.iter_mut().zip(col) {
+        *o = quantise(f64::from(x), c, scale);
+    }
 }
 
 /// Whether this CPU runs the coarse pass.
@@ -148,6 +163,12 @@ mod x86 {
     use crate::one_pass::x86::gather_coordinates;
     use crate::one_pass::Candidates;
     use std::arch::x86_64::*;
+
+    /// `quantise_column` compiled for AVX-512.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
+    pub(super) unsafe fn quantise_column(col: &[f32], c: f64, scale: f64, out: &mut [i16]) {
+        super::quantise_column(col, c, scale, out)
+    }
 
     /// Rows per segment: offsets within one fit the 16-bit lanes.
     const SEGMENT: usize = 1 << 16;
