@@ -158,7 +158,11 @@ impl Batch {
             None => {
                 // Samples ordered by the pair of column groups they read,
                 // at two sizes: tiles whose columns fit in L3, and within
-                // them tiles whose columns fit in L2.
+                // them tiles whose columns fit in L2. Within an L3 tile the
+                // samples of the run's first half come first: each half
+                // has its own accumulators, and one set at a time then
+                // competes with the columns for L2 (about 2% at N = 50,000,
+                // D = 1,280, 10^6 samples).
                 let group = |bytes: usize| (bytes / (2 * 4 * pool.n)).max(1) as u64;
                 let (small, large) = (group(TILE_BYTES), group(L3_TILE_BYTES));
                 let large = large.div_ceil(small) * small;
@@ -173,7 +177,8 @@ impl Batch {
                         let (lo, hi) = (u64::from(lo), u64::from(hi));
                         let outer = tile(lo, hi, large, pool.d as u64);
                         let inner = tile(lo % large, hi % large, small, large);
-                        (outer * per_large + inner, i as u32)
+                        let half = u64::from(first + i as u64 >= p.n_sample / 2);
+                        ((outer * 2 + half) * per_large + inner, i as u32)
                     })
                     .collect()
             }
