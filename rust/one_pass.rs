@@ -138,8 +138,7 @@ impl Isa {
         k: usize,
         out: &mut Vec<Neighbour>,
     ) -> bool {
-        self.distances_to(cand, c, exclude);
-        let within = self.count_le(&cand.dist, limit);
+        let within = self.distances_to(cand, c, exclude, limit);
         if within < k {
             return false;
         }
@@ -147,15 +146,15 @@ impl Isa {
         if k == 0 {
             return true;
         }
-        let kth = self.kth_smallest(&cand.dist, k, limit, within, &mut cand.bracket);
-        self.emit(cand, kth, k, out);
+        let (kth, nearer) = self.kth_smallest(&cand.dist, k, limit, within, &mut cand.bracket);
+        self.emit(cand, kth, k - nearer, out);
         debug_assert_eq!(out.len(), k);
         true
     }
 
     /// The k-th smallest of `dist` (1-based; all >= 0, none NaN), given
-    /// that `within` (at least k) of them are at or below `limit`.
-    /// `bracket` is scratch.
+    /// that `within` (at least k) of them are at or below `limit`, and
+    /// how many are smaller than it. `bracket` is scratch.
     pub(crate) fn kth_smallest(
         self,
         dist: &[f32],
@@ -163,7 +162,7 @@ impl Isa {
         limit: f32,
         within: usize,
         bracket: &mut Vec<f32>,
-    ) -> f32 {
+    ) -> (f32, usize) {
         // Invariant: count(<= lo) < k <= count(<= hi); `lo` None is below
         // every distance (all are >= 0).
         let (mut lo, mut below) = (None::<f32>, 0usize);
@@ -172,10 +171,10 @@ impl Isa {
         loop {
             let span = upto - below;
             if span <= SORTED_BRACKET {
-                let floor = lo.unwrap_or(-1.0);
-                self.between(dist, floor, hi, bracket);
+                self.between(dist, lo.unwrap_or(-1.0), hi, bracket);
                 bracket.sort_unstable_by(f32::total_cmp);
-                return bracket[k - below - 1];
+                let kth = bracket[k - below - 1];
+                return (kth, below + bracket.partition_point(|&d| d < kth));
             }
             // Two trial distances a few ranks either side of the k-th, so
             // that one count usually leaves a narrow bracket.
@@ -203,7 +202,7 @@ impl Isa {
                     if mid == lo_bits && (lo.is_some() || hi == 0.0) {
                         // No float lies between (or below a `hi` of 0):
                         // every distance in the bracket equals `hi`.
-                        return hi;
+                        return (hi, below);
                     }
                     (f32::from_bits(mid), f32::from_bits(mid))
                 }
@@ -221,13 +220,13 @@ impl Isa {
         }
     }
 
-    /// Distances of every candidate to `c` into `cand.dist`; the excluded
-    /// row gets infinity.
-    fn distances_to(self, cand: &mut Candidates, c: [f32; 2], exclude: u32) {
+    /// Distances of every candidate to `c` into `cand.dist` (the excluded
+    /// row gets infinity), and how many are at or below `limit`.
+    fn distances_to(self, cand: &mut Candidates, c: [f32; 2], exclude: u32, limit: f32) -> usize {
         #[cfg(target_arch = "x86_64")]
         if self == Isa::Avx512 {
             // SAFETY: run-time detected; the vectors of `cand` have one length.
-            return unsafe { x86::distances_to(cand, c, exclude) };
+            return unsafe { x86::distances_to(cand, c, exclude, limit) };
         }
         cand.dist.clear();
         for i in 0..cand.len() {
@@ -239,6 +238,7 @@ impl Isa {
             };
             cand.dist.push(d);
         }
+        self.count_le(&cand.dist, limit)
     }
 
     /// The distances in `(lo, hi]`, into `out`.
@@ -272,16 +272,15 @@ impl Isa {
         dist.iter().filter(|&&d| d <= t).count()
     }
 
-    /// The candidates nearer than `kth` and, of those at `kth`, the lowest
-    /// rows until there are `k`, into `out`.
-    fn emit(self, cand: &Candidates, kth: f32, k: usize, out: &mut Vec<Neighbour>) {
+    /// The candidates nearer than `kth` and, of those at `kth`, the
+    /// `ties` lowest rows, into `out`.
+    fn emit(self, cand: &Candidates, kth: f32, ties: usize, out: &mut Vec<Neighbour>) {
         #[cfg(target_arch = "x86_64")]
         if self == Isa::Avx512 {
             // SAFETY: run-time detected; the vectors of `cand` have one length.
-            return unsafe { x86::emit(cand, kth, k, out) };
+            return unsafe { x86::emit(cand, kth, ties, out) };
         }
-        let nearer = cand.dist.iter().filter(|&&d| d < kth).count();
-        let mut ties = k - nearer;
+        let mut ties = ties;
         out.clear();
         for (&row, &dist) in cand.rows.iter().zip(&cand.dist) {
             let take = dist < kth || (dist == kth && ties > 0);
@@ -393,10 +392,17 @@ pub(crate) mod x86 {
         Some(Neighbour { row, dist })
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub(super) unsafe fn distances_to(cand: &mut Candidates, c: [f32; 2], exclude: u32) {
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt")]
+    pub(super) unsafe fn distances_to(
+        cand: &mut Candidates,
+        c: [f32; 2],
+        exclude: u32,
+        limit: f32,
+    ) -> usize {
         let count = cand.len();
         let (ca, cb) = (_mm512_set1_ps(c[0]), _mm512_set1_ps(c[1]));
+        let t = _mm512_set1_ps(limit);
+        let mut within = 0;
         let (inf, skip) = (
             _mm512_set1_ps(f32::INFINITY),
             _mm512_set1_epi32(exclude as i32),
@@ -410,9 +416,11 @@ pub(crate) mod x86 {
             let excluded = _mm512_cmpeq_epi32_mask(rows16(cand, i, live), skip) & live;
             let d = _mm512_mask_mov_ps(d, excluded, inf);
             _mm512_storeu_ps(cand.dist.as_mut_ptr().add(i), d);
+            within += (_mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(live, d, t) as u32).count_ones();
             i += 16;
         }
         cand.dist.set_len(count);
+        within as usize
     }
 
     /// How many of `dist` compare true with `t` (`CMP`: `_CMP_LE_OQ` or
@@ -447,10 +455,10 @@ pub(crate) mod x86 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt")]
-    pub(super) unsafe fn emit(cand: &Candidates, kth: f32, k: usize, out: &mut Vec<Neighbour>) {
+    pub(super) unsafe fn emit(cand: &Candidates, kth: f32, ties: usize, out: &mut Vec<Neighbour>) {
         let count = cand.len();
         let t = _mm512_set1_ps(kth);
-        let mut ties = k - count_cmp::<_CMP_LT_OQ>(&cand.dist, kth);
+        let mut ties = ties;
         out.clear();
         out.reserve(count + 16);
         let o = out.as_mut_ptr().cast::<i32>();
@@ -506,6 +514,7 @@ pub(crate) mod x86 {
 mod tests {
     use super::*;
 
+    /// The k-th smallest, and how many are smaller, equal sorting.
     #[test]
     fn kth_smallest_equals_sorting() {
         let mut state = 3u64;
@@ -532,9 +541,14 @@ mod tests {
             let k = 1 + next() as usize % len;
             let limit = sorted[k - 1 + next() as usize % (len - k + 1)];
             let within = sorted.iter().filter(|&&d| d <= limit).count();
+            let nearer = sorted.partition_point(|&d| d < sorted[k - 1]);
             for isa in [Isa::Portable, Isa::detect()] {
                 let got = isa.kth_smallest(&dist, k, limit, within, &mut bracket);
-                assert_eq!(got, sorted[k - 1], "trial {trial} k {k} len {len}");
+                assert_eq!(
+                    got,
+                    (sorted[k - 1], nearer),
+                    "trial {trial} k {k} len {len}"
+                );
             }
         }
     }

@@ -189,9 +189,9 @@ impl Searcher {
         let (nearest, farthest) = self
             .isa
             .subsample_distances(pool, dims, q, &mut self.sub_dist);
-        let kth = self
-            .isa
-            .kth_smallest(&self.sub_dist, rank + 1, farthest, m, &mut self.bracket);
+        let (kth, _) =
+            self.isa
+                .kth_smallest(&self.sub_dist, rank + 1, farthest, m, &mut self.bracket);
         (kth, nearest)
     }
 
