@@ -124,7 +124,7 @@ impl Batch {
             .for_each(|(i, (d, x))| draw_into(&pool.stats, p.seed, first + i as u64, d, x));
         let mut band_dim = Vec::new();
         // (locality key, sample offset), sorted.
-        let mut keyed: Vec<(u64, u32)> = match band {
+        let keyed: Vec<(u64, u32)> = match band {
             Some(sorted_sub) => {
                 // The band dimension of a sample: the one whose band (rows
                 // within the estimated k-th neighbour distance, counted in
@@ -168,7 +168,7 @@ impl Batch {
                 let large = large.div_ceil(small) * small;
                 let tile = |lo: u64, hi: u64, g: u64, d: u64| (lo / g) * d.div_ceil(g) + hi / g;
                 let per_large = large.div_ceil(small).pow(2);
-                dims.chunks(m)
+                dims.par_chunks(m)
                     .enumerate()
                     .map(|(i, d)| {
                         let (lo, hi) = d
@@ -183,8 +183,7 @@ impl Batch {
                     .collect()
             }
         };
-        keyed.par_sort_unstable();
-        let order = keyed.into_iter().map(|(_, i)| i).collect();
+        let order = order_by_key(keyed);
         Ok(Batch {
             m,
             first,
@@ -194,6 +193,37 @@ impl Batch {
             band_dim,
         })
     }
+}
+
+/// The offsets of `keyed` (pairs of key and offset, offsets ascending)
+/// ordered by key, ties by offset: a stable radix sort over the bits the
+/// keys use, 11 at a time. It replaced a comparison sort that took 150 ms
+/// of each 10^6 samples on two cores.
+fn order_by_key(keyed: Vec<(u64, u32)>) -> Vec<u32> {
+    const BITS: u32 = 11;
+    const MASK: u64 = (1 << BITS) - 1;
+    let top = keyed.iter().map(|k| k.0).max().unwrap_or(0);
+    let passes = (u64::BITS - top.leading_zeros()).div_ceil(BITS);
+    let mut from = keyed;
+    let mut to = vec![(0u64, 0u32); from.len()];
+    for pass in 0..passes {
+        let digit = |key: u64| ((key >> (pass * BITS)) & MASK) as usize;
+        let mut start = vec![0usize; 1 << BITS];
+        for &(key, _) in &from {
+            start[digit(key)] += 1;
+        }
+        let mut sum = 0;
+        for s in &mut start {
+            (*s, sum) = (sum, sum + *s);
+        }
+        for &item in &from {
+            let at = &mut start[digit(item.0)];
+            to[*at] = item;
+            *at += 1;
+        }
+        std::mem::swap(&mut from, &mut to);
+    }
+    from.into_iter().map(|(_, i)| i).collect()
 }
 
 /// Where a worker adds its samples' effects: `[first half, second half]`.
@@ -491,4 +521,36 @@ fn run_stretch(
         }
     });
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::order_by_key;
+
+    /// The radix order equals sorting (key, offset) pairs, for keys of
+    /// every width, with many ties.
+    #[test]
+    fn radix_order_equals_sorting() {
+        let mut state = 21u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state
+        };
+        for bits in [0u32, 1, 10, 11, 12, 22, 33, 63, 64] {
+            let len = (next() % 5000) as usize;
+            let keyed: Vec<(u64, u32)> = (0..len as u32)
+                .map(|i| {
+                    let key = if bits == 0 { 0 } else { next() >> (64 - bits) };
+                    // Ties: every other key repeats a small value.
+                    (if i % 2 == 0 { key } else { key % 7 }, i)
+                })
+                .collect();
+            let mut sorted = keyed.clone();
+            sorted.sort_unstable();
+            let want: Vec<u32> = sorted.into_iter().map(|(_, i)| i).collect();
+            assert_eq!(order_by_key(keyed), want, "{bits}-bit keys");
+        }
+    }
 }
