@@ -531,13 +531,8 @@ mod tests {
     /// every width, with many ties.
     #[test]
     fn radix_order_equals_sorting() {
-        let mut state = 21u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            state
-        };
+        let mut rng = crate::rng::Stream::new(21, 0, 0);
+        let mut next = || u64::from(rng.next_u32()) << 32 | u64::from(rng.next_u32());
         for bits in [0u32, 1, 10, 11, 12, 22, 33, 63, 64] {
             let len = (next() % 5000) as usize;
             let keyed: Vec<(u64, u32)> = (0..len as u32)
