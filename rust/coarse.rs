@@ -134,7 +134,9 @@ impl Coarse {
 /// round((x - c) * scale), within +-SPAN for x between the extremes.
 /// Ties round to even: one instruction where the caller enables SSE4.1 or
 /// later, so the loop below vectorises (any rounding to nearest keeps the
-/// error within 1/2, which is all the filter assumes).
+/// error within 1/2, which is all the filter assumes). The rounding only
+/// decides which extra rows beyond the radius pass the filter, never a
+/// result: every decision is made on exact values within the radius.
 #[inline(always)]
 fn quantise(x: f64, c: f64, scale: f64) -> i16 {
     ((x - c) * scale).round_ties_even().clamp(-SPAN, SPAN) as i16
@@ -148,11 +150,14 @@ fn quantise_column(col: &[f32], c: f64, scale: f64, out: &mut [i16]) {
     }
 }
 
-/// Whether this CPU runs the coarse pass.
+/// Whether this CPU runs the coarse pass (and builds the copy with DQ's
+/// conversions).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        Isa::detect() == Isa::Avx512 && std::is_x86_feature_detected!("avx512vbmi2")
+        Isa::detect() == Isa::Avx512
+            && std::is_x86_feature_detected!("avx512vbmi2")
+            && std::is_x86_feature_detected!("avx512dq")
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
@@ -282,8 +287,12 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             (state >> 40) as f32 / (1u64 << 24) as f32
         };
-        for trial in 0..20 {
-            let n = 100 + trial * 523;
+        // Lengths below one two-block step, around it, and across the
+        // 65,536-row segments of the pass.
+        let lengths = (0..20)
+            .map(|t| 100 + t * 523)
+            .chain([3, 33, 64, 65, 127, 65_600]);
+        for (trial, n) in lengths.enumerate() {
             let rows: Vec<Vec<f32>> = (0..n)
                 .map(|i| {
                     vec![

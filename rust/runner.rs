@@ -202,6 +202,7 @@ impl Batch {
 fn order_by_key(keyed: Vec<(u64, u32)>) -> Vec<u32> {
     const BITS: u32 = 11;
     const MASK: u64 = (1 << BITS) - 1;
+    debug_assert!(keyed.windows(2).all(|w| w[0].1 < w[1].1));
     let top = keyed.iter().map(|k| k.0).max().unwrap_or(0);
     let passes = (u64::BITS - top.leading_zeros()).div_ceil(BITS);
     let mut from = keyed;
