@@ -176,7 +176,7 @@ pub(crate) mod x86 {
     /// 16 distances of rows `base..base + 16` (lanes past `n` masked off).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    unsafe fn dist16<const HALF: bool>(
+    pub(crate) unsafe fn dist16<const HALF: bool>(
         a: *const u8,
         b: *const u8,
         qa: __m512,

@@ -238,7 +238,7 @@ impl Isa {
             };
             cand.dist.push(d);
         }
-        self.count_le(&cand.dist, limit)
+        count_le(&cand.dist, limit)
     }
 
     /// The distances in `(lo, hi]`, into `out`.
@@ -259,17 +259,7 @@ impl Isa {
             // SAFETY: run-time detected.
             return unsafe { x86::count_le2(dist, t1, t2) };
         }
-        (self.count_le(dist, t1), self.count_le(dist, t2))
-    }
-
-    /// How many of `dist` are at or below `t`.
-    fn count_le(self, dist: &[f32], t: f32) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        if self == Isa::Avx512 {
-            // SAFETY: run-time detected.
-            return unsafe { x86::count_cmp::<{ std::arch::x86_64::_CMP_LE_OQ }>(dist, t) };
-        }
-        dist.iter().filter(|&&d| d <= t).count()
+        (count_le(dist, t1), count_le(dist, t2))
     }
 
     /// The candidates nearer than `kth` and, of those at `kth`, the
@@ -294,16 +284,23 @@ impl Isa {
     }
 }
 
+/// How many of `dist` are at or below `t` (the portable count; AVX-512
+/// counts as it computes, in `x86::distances_to` and `x86::count_le2`).
+fn count_le(dist: &[f32], t: f32) -> usize {
+    dist.iter().filter(|&&d| d <= t).count()
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
     //! AVX-512 versions: the same arithmetic as the portable code above.
     use super::Candidates;
+    use crate::kernels::x86::dist16 as kernels_dist16;
     use crate::kernels::x86::{gather16, hit_rows, live_mask, store_pairs};
     use crate::search::Neighbour;
     use std::arch::x86_64::*;
 
     /// Distances of 16 candidates from `at` to `(ca, cb)` (lanes outside
-    /// `live`: 0).
+    /// `live`: 0): the pass's own arithmetic over the gathered coordinates.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     unsafe fn dist16(
@@ -313,12 +310,8 @@ pub(crate) mod x86 {
         ca: __m512,
         cb: __m512,
     ) -> __m512 {
-        let xa = _mm512_maskz_loadu_ps(live, cand.xa.as_ptr().add(at));
-        let xb = _mm512_maskz_loadu_ps(live, cand.xb.as_ptr().add(at));
-        _mm512_add_ps(
-            _mm512_abs_ps(_mm512_sub_ps(xa, ca)),
-            _mm512_abs_ps(_mm512_sub_ps(xb, cb)),
-        )
+        let (xa, xb) = (cand.xa.as_ptr().cast(), cand.xb.as_ptr().cast());
+        kernels_dist16::<false>(xa, xb, ca, cb, at, live)
     }
 
     #[inline]
@@ -421,22 +414,6 @@ pub(crate) mod x86 {
         }
         cand.dist.set_len(count);
         within as usize
-    }
-
-    /// How many of `dist` compare true with `t` (`CMP`: `_CMP_LE_OQ` or
-    /// `_CMP_LT_OQ`).
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt")]
-    pub(super) unsafe fn count_cmp<const CMP: i32>(dist: &[f32], t: f32) -> usize {
-        let t = _mm512_set1_ps(t);
-        let mut count = 0;
-        let mut i = 0;
-        while i < dist.len() {
-            let live = live_mask(dist.len(), i);
-            let d = _mm512_maskz_loadu_ps(live, dist.as_ptr().add(i));
-            count += (_mm512_mask_cmp_ps_mask::<CMP>(live, d, t) as u32).count_ones();
-            i += 16;
-        }
-        count as usize
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt")]

@@ -316,12 +316,11 @@ impl Searcher {
         let mut cand = std::mem::take(&mut self.cand);
         let coarse_done =
             coarse.is_some_and(|c| c.collect(self.isa, pool, [d0, d1], q, radius, &mut cand));
-        match half_pair(self.isa, pool, dims).filter(|_| !coarse_done) {
-            Some((a, b)) => {
+        if !coarse_done {
+            if let Some((a, b)) = half_pair(self.isa, pool, dims) {
+                // `half_pair` found AVX-512, so this always collects.
                 self.isa.collect_f16(a, b, q, radius, &mut cand);
-            }
-            None if coarse_done => {}
-            None => {
+            } else {
                 let mut wide = std::mem::take(&mut self.wide);
                 let cols = columns(pool, dims, &mut wide);
                 self.isa.collect(cols[0], cols[1], q, radius, &mut cand);
