@@ -189,6 +189,19 @@ mod x86 {
         }
     }
 
+    /// Stores the 16-bit offsets of `off` that `hit` selects at
+    /// `dst + *count`, as one whole vector (32 values: `dst` needs 32 of
+    /// slack), and counts them.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi2,popcnt")]
+    unsafe fn push_hits(dst: *mut u16, count: &mut usize, hit: __mmask32, off: __m512i) {
+        _mm512_storeu_si512(
+            dst.add(*count).cast(),
+            _mm512_maskz_compress_epi16(hit, off),
+        );
+        *count += hit.count_ones() as usize;
+    }
+
     /// Rows whose integer distance to `q` is <= `limit`, then their exact
     /// coordinates from the f32 columns `exact`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,popcnt")]
@@ -240,10 +253,8 @@ mod x86 {
                     u32::MAX,
                 );
                 let off1 = _mm512_add_epi16(off, step);
-                _mm512_storeu_si512(dst.add(count).cast(), _mm512_maskz_compress_epi16(h0, off));
-                count += h0.count_ones() as usize;
-                _mm512_storeu_si512(dst.add(count).cast(), _mm512_maskz_compress_epi16(h1, off1));
-                count += h1.count_ones() as usize;
+                push_hits(dst, &mut count, h0, off);
+                push_hits(dst, &mut count, h1, off1);
                 off = _mm512_add_epi16(off1, step);
                 base += 64;
             }
@@ -254,8 +265,7 @@ mod x86 {
                     _mm512_maskz_loadu_epi16(live, b.add(base)),
                     live,
                 );
-                _mm512_storeu_si512(dst.add(count).cast(), _mm512_maskz_compress_epi16(hit, off));
-                count += hit.count_ones() as usize;
+                push_hits(dst, &mut count, hit, off);
                 off = _mm512_add_epi16(off, step);
                 base += 32;
             }

@@ -287,6 +287,19 @@ pub(crate) mod x86 {
         Neighbour { row, dist }
     }
 
+    /// Stores the lanes of `rows` that `hit` selects at `dst + *count`, as
+    /// one whole vector (16 values: `dst` needs 16 of slack), and counts
+    /// them.
+    #[inline]
+    #[target_feature(enable = "avx512f,popcnt")]
+    unsafe fn push_hits(dst: *mut u32, count: &mut usize, hit: __mmask16, rows: __m512i) {
+        _mm512_storeu_si512(
+            dst.add(*count).cast(),
+            _mm512_maskz_compress_epi32(hit, rows),
+        );
+        *count += (hit as u32).count_ones() as usize;
+    }
+
     /// Rows at distance <= `limit`, ascending, into `hits`.
     ///
     /// Branch-free: hits fall at random blocks, so a branch per block would
@@ -319,16 +332,8 @@ pub(crate) mod x86 {
             let hit0 = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(d0, lim);
             let hit1 = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(d1, lim);
             let rows1 = _mm512_add_epi32(rows, step);
-            _mm512_storeu_si512(
-                dst.add(count).cast(),
-                _mm512_maskz_compress_epi32(hit0, rows),
-            );
-            count += (hit0 as u32).count_ones() as usize;
-            _mm512_storeu_si512(
-                dst.add(count).cast(),
-                _mm512_maskz_compress_epi32(hit1, rows1),
-            );
-            count += (hit1 as u32).count_ones() as usize;
+            push_hits(dst, &mut count, hit0, rows);
+            push_hits(dst, &mut count, hit1, rows1);
             rows = _mm512_add_epi32(rows1, step);
             base += 32;
         }
@@ -336,11 +341,7 @@ pub(crate) mod x86 {
             let live = live_mask(n, base);
             let d = dist16::<HALF>(a, b, qa, qb, base, live);
             let hit = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(live, d, lim);
-            _mm512_storeu_si512(
-                dst.add(count).cast(),
-                _mm512_maskz_compress_epi32(hit, rows),
-            );
-            count += (hit as u32).count_ones() as usize;
+            push_hits(dst, &mut count, hit, rows);
             rows = _mm512_add_epi32(rows, step);
             base += 16;
         }
