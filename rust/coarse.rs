@@ -290,13 +290,8 @@ mod tests {
         if !available() {
             return;
         }
-        let mut state = 5u64;
-        let mut unit = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 40) as f32 / (1u64 << 24) as f32
-        };
+        let mut rng = crate::rng::TestRng(5);
+        let mut unit = || rng.unit();
         // Lengths below one two-block step, around it, and across the
         // 65,536-row segments of the pass.
         let lengths = (0..20)

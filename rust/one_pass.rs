@@ -494,13 +494,8 @@ mod tests {
     /// The k-th smallest, and how many are smaller, equal sorting.
     #[test]
     fn kth_smallest_equals_sorting() {
-        let mut state = 3u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u32
-        };
+        let mut rng = crate::rng::TestRng(3);
+        let mut next = || rng.next();
         let mut bracket = Vec::new();
         for trial in 0..400 {
             let len = 1 + next() as usize % 3000;

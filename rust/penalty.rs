@@ -200,13 +200,8 @@ mod tests {
 
     #[test]
     fn weights_match_the_definition_in_any_order_and_isa() {
-        let mut state = 99u64;
-        let mut unit = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 40) as f32 / (1u64 << 24) as f32
-        };
+        let mut rng = crate::rng::TestRng(99);
+        let mut unit = || rng.unit();
         let mut p = Penalties::default();
         for trial in 0..300 {
             let len = 1 + trial % 37 * 40;

@@ -123,6 +123,28 @@ pub fn distinct_dims(rng: &mut Stream, n_dims: u32, dims: &mut [u32]) {
     }
 }
 
+/// A small generator for the tests' random inputs (a 64-bit LCG with
+/// Knuth's MMIX constants): the same sequence for a seed, everywhere.
+#[cfg(test)]
+pub(crate) struct TestRng(pub u64);
+
+#[cfg(test)]
+impl TestRng {
+    /// The next 31 random bits.
+    pub(crate) fn next(&mut self) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+
+    /// A float in [0, 1) with 24 bits of resolution.
+    pub(crate) fn unit(&mut self) -> f32 {
+        (self.next() >> 7) as f32 / (1u32 << 24) as f32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

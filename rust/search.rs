@@ -378,23 +378,16 @@ mod tests {
     use super::*;
     use crate::columns::tests::pool_from_rows;
 
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self) -> u32 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (self.0 >> 33) as u32
-        }
-        fn unit(&mut self) -> f32 {
-            self.next() as f32 / (1u64 << 31) as f32
-        }
-    }
+    use crate::rng::TestRng;
 
     /// Random pools with coarse values (many ties), duplicate rows and a
     /// constant dimension.
-    fn random_pool(rng: &mut Lcg, n: usize, d: usize, half: bool) -> crate::columns::Pool<'static> {
+    fn random_pool(
+        rng: &mut TestRng,
+        n: usize,
+        d: usize,
+        half: bool,
+    ) -> crate::columns::Pool<'static> {
         let mut rows: Vec<Vec<f32>> = (0..n)
             .map(|_| {
                 (0..d)
@@ -442,7 +435,7 @@ mod tests {
     /// every instruction set (AVX-512 fuses the two-dimensional pass).
     #[test]
     fn subsample_distances_agree_across_isas() {
-        let mut rng = Lcg(9);
+        let mut rng = TestRng(9);
         for _ in 0..40 {
             let n = 2 + rng.next() as usize % 5000;
             let d = 2 + rng.next() as usize % 4;
@@ -472,7 +465,7 @@ mod tests {
     }
 
     fn knn_matches_brute(searcher: &mut Searcher, half: bool) {
-        let mut rng = Lcg(42);
+        let mut rng = TestRng(42);
         let mut out = Vec::new();
         for trial in 0..60 {
             let n = 2 + (rng.next() as usize % 5000);
@@ -532,7 +525,7 @@ mod tests {
     /// be taken, not fall back), against brute force.
     #[test]
     fn one_pass_equals_brute_force() {
-        let mut rng = Lcg(7);
+        let mut rng = TestRng(7);
         let mut out = Vec::new();
         for isa in [Isa::Portable, Isa::detect()] {
             let mut searcher = Searcher::with_isa(isa);
