@@ -1,13 +1,16 @@
 //! Engine micro-benchmark without Python:
 //! `cargo bench --bench engine -- N D SAMPLES [brute|band|auto]`.
 //! Prints prep time and per-sample time for 1 and all threads (or only
-//! `THREADS` threads when that variable is set).
+//! `THREADS` threads when that variable is set), at every instruction-set
+//! level this CPU runs (or only the one `ZCORE_FAST_ISA` names), with each
+//! level's time as a ratio to the best level's, measured in the same run.
 
 use std::time::Instant;
-use zcore_fast::columns::{Pool, Source};
+use zcore_fast::arch::{Isa, ISA_ENV};
 use zcore_fast::npy::Dtype;
+use zcore_fast::pool::{Pool, Source};
 use zcore_fast::rng::Stream;
-use zcore_fast::zcore::{self, Params, Search};
+use zcore_fast::score::{self as zcore, Params, Search};
 
 fn main() {
     let args: Vec<usize> = std::env::args()
@@ -57,20 +60,34 @@ fn main() {
         Some(t) => vec![t],
         None => vec![1, threads],
     };
+    let levels = match std::env::var(ISA_ENV) {
+        Ok(v) if !v.trim().is_empty() => vec![Isa::from_env().unwrap_or_else(|e| panic!("{e}"))],
+        _ => Isa::supported(),
+    };
     for th in counts {
-        let p = Params {
-            n_sample: samples as u64,
-            threads: th,
-            search,
-            ..Params::default()
-        };
-        let t = Instant::now();
-        tp.install(|| zcore::score(&pool, &p, &mut zcore::no_progress))
-            .unwrap();
-        let el = t.elapsed().as_secs_f64();
-        println!(
-            "N={n} D={d} samples={samples} threads={th} {search:?}: prep {prep:.2} s, scoring {el:.2} s = {:.1} us/sample",
-            el / samples as f64 * 1e6
-        );
+        let mut times = Vec::new();
+        // Best level first: the reference of the ratios.
+        for &isa in levels.iter().rev() {
+            let p = Params {
+                n_sample: samples as u64,
+                threads: th,
+                search,
+                isa,
+                ..Params::default()
+            };
+            let t = Instant::now();
+            tp.install(|| zcore::score(&pool, &p, &mut zcore::no_progress))
+                .unwrap();
+            let el = t.elapsed().as_secs_f64();
+            times.push(el);
+            println!(
+                "N={n} D={d} samples={samples} threads={th} {search:?} isa={}: prep {prep:.2} s, \
+                 scoring {el:.2} s = {:.1} us/sample, {:.2}x the time of {}",
+                isa.name(),
+                el / samples as f64 * 1e6,
+                el / times[0],
+                levels.last().unwrap().name(),
+            );
+        }
     }
 }

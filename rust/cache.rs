@@ -8,10 +8,10 @@
 //! the atomic rename are the caller's job (Python `zcore_fast.cache`): this
 //! writes whatever path it is given.
 
-use crate::band::SharedOut;
-use crate::columns::{common_rows, Source};
 use crate::error::{CoreError, Result};
 use crate::npy::Dtype;
+use crate::pool::SharedOut;
+use crate::pool::{common_rows, Source};
 use memmap2::MmapMut;
 use rayon::prelude::*;
 use std::fs::OpenOptions;
@@ -147,8 +147,8 @@ pub fn write_columns(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::columns::Pool;
     use crate::npy::NpyFile;
+    use crate::pool::Pool;
     use half::f16;
 
     #[test]

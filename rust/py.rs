@@ -1,10 +1,11 @@
 //! Python bindings: conversion only. Every O(N) call runs with the GIL
 //! released; errors become the Python exception that means the same thing.
 
-use crate::columns::{DimStats, Pool, Source};
+use crate::arch::Isa;
 use crate::error::CoreError;
 use crate::npy::{Dtype, NpyFile};
-use crate::zcore::{self, Params, Search};
+use crate::pool::{DimStats, Pool, Source};
+use crate::score::{self as zcore, Params, Search};
 use half::f16;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
@@ -240,7 +241,7 @@ const CONVERGENCE_ROWS: usize = 1 << 21;
 /// for the convergence report; for pools over 2^21 rows the halves cover
 /// evenly spaced rows only.
 #[pyfunction]
-#[pyo3(signature = (inputs, *, n_sample, sample_dim, redund_nn, redund_exp, rand_init, seed, threads, progress=None, search="auto"))]
+#[pyo3(signature = (inputs, *, n_sample, sample_dim, redund_nn, redund_exp, rand_init, seed, threads, progress=None, search="auto", isa=None))]
 #[allow(clippy::too_many_arguments)]
 fn score<'py>(
     py: Python<'py>,
@@ -254,7 +255,9 @@ fn score<'py>(
     threads: usize,
     progress: Option<Py<PyAny>>,
     search: &str,
+    isa: Option<&str>,
 ) -> PyResult<Scored<'py>> {
+    let isa = resolve_isa(isa)?;
     let search = match search {
         "auto" => Search::Auto,
         "brute" => Search::Brute,
@@ -267,6 +270,7 @@ fn score<'py>(
     };
     let params = Params {
         search,
+        isa,
         n_sample,
         sample_dim,
         redund_nn,
@@ -401,6 +405,30 @@ fn trace<'py>(
     ))
 }
 
+/// The level `name` picks (None: `ZCORE_FAST_ISA`, else the best).
+fn resolve_isa(name: Option<&str>) -> PyResult<Isa> {
+    match name {
+        Some(n) => Isa::from_setting(Some(n)),
+        None => Isa::from_env(),
+    }
+    .map_err(to_py)
+}
+
+/// The instruction-set level the engine runs: `name`, or when None the one
+/// `ZCORE_FAST_ISA` names, or the best this CPU runs. A level the CPU lacks
+/// or an unknown name raises ValueError.
+#[pyfunction]
+#[pyo3(signature = (name=None))]
+fn isa_level(name: Option<&str>) -> PyResult<&'static str> {
+    resolve_isa(name).map(Isa::name)
+}
+
+/// Every instruction-set level this CPU runs, lowest first.
+#[pyfunction]
+fn isa_levels() -> Vec<&'static str> {
+    Isa::supported().into_iter().map(Isa::name).collect()
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(score, m)?)?;
@@ -408,6 +436,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build_cache, m)?)?;
     m.add_function(wrap_pyfunction!(sample_draws, m)?)?;
     m.add_function(wrap_pyfunction!(trace, m)?)?;
+    m.add_function(wrap_pyfunction!(isa_level, m)?)?;
+    m.add_function(wrap_pyfunction!(isa_levels, m)?)?;
     m.add("ZCoreError", m.py().get_type::<ZCoreError>())?;
     Ok(())
 }

@@ -8,7 +8,16 @@ import numpy.typing as npt
 
 _Input = Sequence[str | npt.NDArray[np.floating]]
 
-__all__ = ["ZCoreError", "build_cache", "dim_stats", "sample_draws", "score", "trace"]
+__all__ = [
+    "ZCoreError",
+    "build_cache",
+    "dim_stats",
+    "isa_level",
+    "isa_levels",
+    "sample_draws",
+    "score",
+    "trace",
+]
 
 class ZCoreError(Exception): ...
 
@@ -24,7 +33,10 @@ def score(
     threads: int,
     progress: Callable[[int, int], object] | None = None,
     search: str = "auto",
+    isa: str | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def isa_level(name: str | None = None) -> str: ...
+def isa_levels() -> list[str]: ...
 def build_cache(
     inputs: _Input,
     out_path: str | os.PathLike[str],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Union
 
@@ -77,6 +78,10 @@ class ScoreReport:
     #: Seconds spent building that cache in this call; 0.0 when it was
     #: reused or none was used. Not included in `seconds`.
     cache_seconds: float = 0.0
+    #: The instruction-set level the Rust engine ran ("portable", "avx2" or
+    #: "avx512"; pick one with the ZCORE_FAST_ISA environment variable), or
+    #: None when a torch backend scored.
+    isa: str | None = None
 
 
 #: The paper's defaults, by the paper's names.
@@ -231,11 +236,13 @@ def score_report(
     mode = check_mode(cache)  # refused on every backend alike
     if engine != "cpu":
         mode = "never"
+    # Resolved before any work, so a bad ZCORE_FAST_ISA fails at once.
+    isa = _native.isa_level() if engine == "cpu" else None
     with cached(
         sources, cache=mode, cache_dir=cache_dir, threads=threads, progress=cache_progress
     ) as prepared:
         start = time.perf_counter()
-        run = _native.score if engine == "cpu" else backends.scorer(devices)
+        run = partial(_native.score, isa=isa) if engine == "cpu" else backends.scorer(devices)
         scores, first, second = run(
             prepared.sources,
             n_sample=n_sample,
@@ -262,9 +269,11 @@ def score_report(
             "seed": int(seed),
             "threads": threads,
             "backend": engine,
+            "isa": isa,
         },
         cache_path=prepared.path,
         cache_seconds=prepared.seconds,
+        isa=isa,
     )
 
 

@@ -86,25 +86,22 @@ enum Store<'a> {
     F16(&'a [u16]),
 }
 
-/// One column, in its stored type.
-#[derive(Clone, Copy)]
-pub enum Col<'a> {
-    /// f32 values.
-    F32(&'a [f32]),
-    /// float16 bits.
-    F16(&'a [u16]),
-}
+pub use crate::column::Col;
 
-impl Col<'_> {
-    /// The value of `row`, widened to f32.
-    #[inline(always)]
-    pub fn get(&self, row: usize) -> f32 {
-        match self {
-            Col::F32(c) => c[row],
-            Col::F16(c) => f16::from_bits(c[row]).to_f32(),
-        }
+/// Shares a buffer between threads that write disjoint positions.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut<T>(pub(crate) *mut T);
+
+impl<T> SharedOut<T> {
+    /// The pointer (a method, so closures capture the `Sync` wrapper).
+    pub(crate) fn ptr(&self) -> *mut T {
+        self.0
     }
 }
+// SAFETY: only shared by code that writes disjoint indices of the buffer
+// (each such use says why its indices are disjoint).
+unsafe impl<T> Send for SharedOut<T> {}
+unsafe impl<T> Sync for SharedOut<T> {}
 
 /// Pools with at least this many rows score from float16 columns in place
 /// (band search); smaller float16 pools are widened to an f32 copy, which
@@ -144,8 +141,11 @@ impl Pool<'_> {
         match self.col(dim) {
             Col::F32(c) => c,
             Col::F16(c) => {
-                scratch.clear();
-                scratch.extend(c.iter().map(|&b| f16::from_bits(b).to_f32()));
+                use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+                // One conversion of the whole slice (it detects F16C once),
+                // not a dispatched call per value.
+                scratch.resize(c.len(), 0.0);
+                c.reinterpret_cast::<f16>().convert_to_f32_slice(scratch);
                 scratch
             }
         }

@@ -10,14 +10,13 @@
 //!   `BandIndex` (built in parallel, shared by all workers) serves every
 //!   sample of the group.
 
-use crate::band::{BandIndex, BandQuery};
-use crate::coarse::Coarse;
-use crate::columns::Pool;
+use super::penalty::Penalties;
+use super::{draw_into, Halves, Params, FIXED_ONE};
 use crate::error::Result;
-use crate::kernels::Isa;
-use crate::penalty::Penalties;
+use crate::pool::Pool;
+use crate::search::band::{BandIndex, BandQuery};
+use crate::search::coarse::Coarse;
 use crate::search::Searcher;
-use crate::zcore::{draw_into, Halves, Params, FIXED_ONE};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -136,7 +135,7 @@ impl Batch {
                 for (ds, xs) in dims.chunks(slice).zip(q.chunks(slice)) {
                     check()?;
                     band_dim.par_extend(ds.par_chunks(m).zip(xs.par_chunks(m)).map_init(
-                        Searcher::new,
+                        || Searcher::with_isa(p.isa),
                         |searcher, (d, x)| {
                             let radius = searcher.limit_estimate(pool, d, x, k);
                             let rows0 = band_rows(&sorted_sub[d[0] as usize], x[0], radius);
@@ -286,11 +285,11 @@ fn worker(
 ) {
     let (pool, p, batch) = (job.pool, job.p, job.batch);
     let m = p.sample_dim;
-    let mut searcher = Searcher::new();
+    let mut searcher = Searcher::with_isa(p.isa);
     let mut neighbours = Vec::with_capacity(2 * p.redund_nn + 66);
     let mut dist_buf = Vec::new();
     let mut penalties = Penalties::default();
-    let isa = Isa::detect();
+    let isa = p.isa;
     let k = p.redund_nn.min(pool.n - 1);
     let len = job.order.len();
     while !stop.load(Ordering::Relaxed) {
@@ -428,10 +427,10 @@ pub(crate) fn run_all(
     };
     // Only the one-pass search of two-dimensional subspaces reads it.
     let coarse = (!band && p.sample_dim == 2)
-        .then(|| Coarse::build(pool))
+        .then(|| Coarse::build(pool, p.isa))
         .flatten();
     let mut acc = Accumulators::new(pool.n, p.threads);
-    let mut index = BandIndex::default();
+    let mut index = BandIndex::with_isa(p.isa);
     let mut first = 0;
     while first < p.n_sample {
         let len = (p.n_sample - first).min(BATCH) as usize;

@@ -1,19 +1,23 @@
 //! ZCore scoring (DESIGN.md section 2): parameters, each sample's draws and
 //! effect (coverage reward, redundancy penalties), and the final scores.
-//! The parallel loop over samples lives in `runner.rs`.
+//! The parallel loop over samples lives in `runner.rs`, one sample's
+//! penalty weights in `penalty.rs`.
 //!
 //! Every sample's draws come from a counter-based stream keyed by (seed,
 //! sample index), and score changes are summed as fixed-point integers, whose
 //! addition is associative. Together these make the scores bit-identical for
 //! any thread count and any order of execution.
 
-use crate::columns::Pool;
+pub mod penalty;
+mod runner;
+
+use crate::arch::Isa;
 use crate::error::{invalid, CoreError, Result};
-use crate::kernels::Isa;
-use crate::penalty::Penalties;
+use crate::pool::Pool;
 use crate::rng::{distinct_dims, triangular, Stream, STREAM_NOISE, STREAM_SAMPLE};
-pub use crate::runner::Search;
 use crate::search::Searcher;
+use penalty::Penalties;
+pub use runner::{Search, BAND_MIN_ROWS};
 
 /// Scoring parameters, with the paper's names and defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +38,9 @@ pub struct Params {
     pub threads: usize,
     /// Search method (results are identical; only speed differs).
     pub search: Search,
+    /// Instruction-set level of the kernels (results are identical; only
+    /// speed differs).
+    pub isa: Isa,
 }
 
 impl Default for Params {
@@ -47,6 +54,7 @@ impl Default for Params {
             seed: 0,
             threads: 1,
             search: Search::Auto,
+            isa: Isa::best(),
         }
     }
 }
@@ -100,12 +108,7 @@ pub struct Draw {
 }
 
 /// The subspace and sample point of sample `index` for this seed.
-pub fn draw(
-    pool_stats: &crate::columns::DimStats,
-    seed: u64,
-    index: u64,
-    sample_dim: usize,
-) -> Draw {
+pub fn draw(pool_stats: &crate::pool::DimStats, seed: u64, index: u64, sample_dim: usize) -> Draw {
     let mut dims = vec![0u32; sample_dim];
     let mut q = vec![0f32; sample_dim];
     draw_into(pool_stats, seed, index, &mut dims, &mut q);
@@ -113,7 +116,7 @@ pub fn draw(
 }
 
 pub(crate) fn draw_into(
-    stats: &crate::columns::DimStats,
+    stats: &crate::pool::DimStats,
     seed: u64,
     index: u64,
     dims: &mut [u32],
@@ -154,10 +157,15 @@ pub fn trace(
     let k = redund_nn.min(pool.n - 1);
     searcher.knn(pool, dims, &centre, k, Some(winner), &mut neighbours);
     let mut p = Penalties::default();
-    p.compute(Isa::detect(), &neighbours, redund_exp);
+    p.compute(Isa::best(), &neighbours, redund_exp);
     SampleEffect {
         winner,
-        penalties: p.rows.into_iter().zip(p.weights).collect(),
+        penalties: p
+            .rows()
+            .iter()
+            .copied()
+            .zip(p.weights().iter().copied())
+            .collect(),
     }
 }
 
@@ -208,7 +216,7 @@ pub fn raw_halves(
     progress: &mut dyn FnMut(u64, u64) -> Result<()>,
 ) -> Result<Halves> {
     p.validate(pool.n, pool.d)?;
-    crate::runner::run_all(pool, p, progress)
+    runner::run_all(pool, p, progress)
 }
 
 /// Fixed-point sums back to floats.
@@ -277,7 +285,7 @@ pub fn cancelled() -> CoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::columns::tests::pool_from_rows;
+    use crate::pool::tests::pool_from_rows;
     use crate::search::knn_brute;
 
     fn clustered_rows(n: usize, d: usize, seed: u64) -> Vec<Vec<f32>> {
@@ -340,9 +348,9 @@ mod tests {
         );
         assert_eq!(run(&pool, Search::Band, 1), brute);
         assert_eq!(run(&pool, Search::Band, 3), brute);
-        crate::runner::FORCE_SHARED.store(true, std::sync::atomic::Ordering::Relaxed);
+        runner::FORCE_SHARED.store(true, std::sync::atomic::Ordering::Relaxed);
         let shared = run(&pool, Search::Band, 3);
-        crate::runner::FORCE_SHARED.store(false, std::sync::atomic::Ordering::Relaxed);
+        runner::FORCE_SHARED.store(false, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(shared, brute);
         // Float16 columns used in place (band search) against their f32 widening.
         let n = rows.len();
@@ -351,7 +359,7 @@ mod tests {
             .flat_map(|h| h.to_le_bytes())
             .collect();
         let bits: &'static [u8] = Box::leak(bits.into_boxed_slice());
-        let src = crate::columns::Source {
+        let src = crate::pool::Source {
             bytes: bits,
             dtype: crate::npy::Dtype::F16,
             rows: n,

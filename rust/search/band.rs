@@ -14,10 +14,9 @@
 //! pools of millions of rows affordable. Samples are grouped by their band
 //! dimension so one index serves hundreds of samples (see `zcore.rs`).
 
-use crate::band_kernels::{collect_within, distances, Block};
-use crate::columns::{Col, Pool};
-use crate::kernels::Isa;
-use crate::search::{keep_smallest, Neighbour};
+use super::{keep_smallest, Neighbour};
+use crate::arch::{Block, Isa};
+use crate::pool::{Col, Pool, SharedOut};
 use rayon::prelude::*;
 
 /// Average rows per bucket: small enough that a bucket's bound is tight,
@@ -47,36 +46,19 @@ pub struct BandIndex {
 
 /// Rows `from..to` of a column as f32 (float16 widened in bulk, which
 /// vectorises, into `buf`).
-fn values<'a>(col: Col<'a>, from: usize, to: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+fn values<'a>(isa: Isa, col: Col<'a>, from: usize, to: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
     match col {
         Col::F32(c) => &c[from..to],
         Col::F16(c) => {
-            use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
-            buf.resize(to - from, 0.0);
-            let bits: &[half::f16] = c[from..to].reinterpret_cast();
-            bits.convert_to_f32_slice(buf);
+            isa.widen_f16(&c[from..to], buf);
             buf
         }
     }
 }
 
-/// Shares a buffer between threads that write disjoint positions.
-#[derive(Clone, Copy)]
-pub(crate) struct SharedOut<T>(pub(crate) *mut T);
-
-impl<T> SharedOut<T> {
-    /// The pointer (a method, so closures capture the `Sync` wrapper).
-    pub(crate) fn ptr(&self) -> *mut T {
-        self.0
-    }
-}
-// SAFETY: used only for writes to disjoint indices (see `build`).
-unsafe impl<T> Send for SharedOut<T> {}
-unsafe impl<T> Sync for SharedOut<T> {}
-
 impl Default for BandIndex {
     fn default() -> Self {
-        Self::with_isa(Isa::detect())
+        Self::with_isa(Isa::best())
     }
 }
 
@@ -132,7 +114,7 @@ impl BandIndex {
             .map(|&from| {
                 let mut count = vec![0u32; buckets];
                 let mut buf = Vec::new();
-                for &x in values(col, from, (from + chunk).min(n), &mut buf) {
+                for &x in values(this.isa, col, from, (from + chunk).min(n), &mut buf) {
                     count[this.bucket(x)] += 1;
                 }
                 count
@@ -158,7 +140,7 @@ impl BandIndex {
         offsets.par_iter_mut().enumerate().for_each(|(c, next)| {
             let from = c * chunk;
             let mut buf = Vec::new();
-            let xs = values(col, from, (from + chunk).min(n), &mut buf);
+            let xs = values(this.isa, col, from, (from + chunk).min(n), &mut buf);
             for (row, &x) in (from..).zip(xs) {
                 let j = this.bucket(x);
                 let p = next[j] as usize;
@@ -275,7 +257,7 @@ impl BandIndex {
             q.qb,
             || best_dist.get(),
             |rows, vals| {
-                distances(self.isa, q.block(rows, vals, other), buf);
+                self.isa.band_distances(q.block(rows, vals, other), buf);
                 let mut best_key = best.key();
                 for (&row, &dist) in rows.iter().zip(buf.iter()) {
                     let cand = Neighbour { row, dist };
@@ -337,7 +319,8 @@ impl BandIndex {
             || limit.get(),
             |rows, vals| {
                 let block = q.block(rows, vals, other);
-                collect_within(self.isa, block, limit.get(), exclude, out);
+                self.isa
+                    .band_collect_within(block, limit.get(), exclude, out);
                 if out.len() >= cap {
                     keep_smallest(out, k);
                     let kth = out.iter().map(|nb| nb.dist).fold(0.0, f32::max);
@@ -351,8 +334,8 @@ impl BandIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::columns::{Pool, Source};
     use crate::npy::Dtype;
+    use crate::pool::{Pool, Source};
     use crate::rng::Stream;
     use crate::search::knn_brute;
     use half::f16;
@@ -403,7 +386,7 @@ mod tests {
 
     #[test]
     fn band_search_equals_brute_force() {
-        for isa in [Isa::Portable, Isa::detect()] {
+        for isa in Isa::supported() {
             matches_brute_force(isa);
         }
     }

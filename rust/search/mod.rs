@@ -1,7 +1,12 @@
 //! Nearest neighbours of a point in an axis-aligned subspace, L1 distance.
 //!
-//! The fast path streams the subspace's columns through vectorised passes
-//! (`kernels.rs`): one pass finds the nearest row; for k neighbours, a fixed
+//! Strategies (what is computed; `arch` says how each CPU computes it):
+//! `Searcher` here (passes over every row), `one_pass` (one pass for the
+//! winner and its neighbours), `coarse` (a 16-bit copy that filters rows
+//! for that pass) and `band` (reads only rows near the query in one
+//! dimension, for large pools).
+//!
+//! The fast path streams the subspace's columns through vectorised passes: one pass finds the nearest row; for k neighbours, a fixed
 //! row subsample first gives a distance limit that holds at least k rows
 //! with high probability, one pass collects the rows within it, and a
 //! selection keeps the k nearest. If fewer than k rows fall within the limit
@@ -9,40 +14,14 @@
 //! `knn_brute` is the obviously-correct oracle; both order neighbours by
 //! (distance, row), so ties go to the lower row index.
 
-use crate::coarse::Coarse;
-use crate::columns::{Col, Pool};
-use crate::kernels::Isa;
-use crate::one_pass::Candidates;
-use std::cmp::Ordering;
+pub mod band;
+pub mod coarse;
+pub mod one_pass;
 
-/// A row and its L1 distance to the query. Laid out as (row, dist) so the
-/// AVX-512 pass can store both in one interleaved write.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[repr(C)]
-pub struct Neighbour {
-    /// Row index.
-    pub row: u32,
-    /// Distance in the subspace, summed in f32 in `dims` order; never
-    /// negative (a sum of absolute values), never NaN (inputs are checked).
-    pub dist: f32,
-}
-
-impl Neighbour {
-    /// One integer that orders neighbours nearer first, then lower row: the
-    /// bits of a non-negative float order like the float itself, so
-    /// selections compare plain u64s instead of calling a comparator.
-    #[inline]
-    pub fn key(&self) -> u64 {
-        debug_assert!(self.dist >= 0.0 && self.dist.is_sign_positive());
-        (u64::from(self.dist.to_bits()) << 32) | u64::from(self.row)
-    }
-
-    /// Total order: nearer first, then lower row.
-    #[inline]
-    pub fn cmp_key(&self, other: &Self) -> Ordering {
-        self.key().cmp(&other.key())
-    }
-}
+use crate::arch::{Candidates, Isa};
+pub use crate::neighbour::Neighbour;
+use crate::pool::{Col, Pool};
+use coarse::Coarse;
 
 /// L1 distance of `row` to `q` over `dims`, summed in `dims` order.
 #[inline]
@@ -118,34 +97,59 @@ pub struct Searcher {
     centre: Vec<f32>,
 }
 
-/// Two float16 columns the AVX-512 passes can read as they are.
-fn half_pair<'p>(isa: Isa, pool: &'p Pool<'_>, dims: &[u32]) -> Option<(&'p [u16], &'p [u16])> {
+/// Two float16 columns, which the vector levels read as they are.
+fn half_pair<'p>(pool: &'p Pool<'_>, dims: &[u32]) -> Option<(&'p [u16], &'p [u16])> {
     let &[d0, d1] = dims else { return None };
-    match (isa, pool.col(d0 as usize), pool.col(d1 as usize)) {
-        (Isa::Avx512, Col::F16(a), Col::F16(b)) => Some((a, b)),
+    match (pool.col(d0 as usize), pool.col(d1 as usize)) {
+        (Col::F16(a), Col::F16(b)) => Some((a, b)),
         _ => None,
     }
 }
 
-/// f32 views of the subspace's columns; float16 columns are widened into
-/// `wide` (only small or unusual subspaces take this path, see `band.rs`).
-fn columns<'s>(pool: &'s Pool<'_>, dims: &[u32], wide: &'s mut Vec<Vec<f32>>) -> Vec<&'s [f32]> {
+/// Widens the subspace's float16 columns into `wide` (one buffer per
+/// dimension; f32 columns are left alone). Only small or unusual subspaces
+/// take this path, see `band.rs`.
+fn widen(isa: Isa, pool: &Pool<'_>, dims: &[u32], wide: &mut Vec<Vec<f32>>) {
     if wide.len() < dims.len() {
         wide.resize_with(dims.len(), Vec::new);
     }
+    for (&d, w) in dims.iter().zip(wide.iter_mut()) {
+        if let Col::F16(c) = pool.col(d as usize) {
+            isa.widen_f16(c, w);
+        }
+    }
+}
+
+/// f32 views of the subspace's columns: the stored ones, or their copies
+/// in `wide` (filled by `widen`).
+fn views<'s>(pool: &'s Pool<'_>, dims: &[u32], wide: &'s [Vec<f32>]) -> Vec<&'s [f32]> {
     dims.iter()
-        .zip(wide.iter_mut())
-        .map(|(&d, w)| pool.column(d as usize, w))
+        .zip(wide)
+        .map(|(&d, w)| match pool.col(d as usize) {
+            Col::F32(c) => c,
+            Col::F16(_) => &w[..],
+        })
         .collect()
+}
+
+/// `widen` then `views`.
+fn columns<'s>(
+    isa: Isa,
+    pool: &'s Pool<'_>,
+    dims: &[u32],
+    wide: &'s mut Vec<Vec<f32>>,
+) -> Vec<&'s [f32]> {
+    widen(isa, pool, dims, wide);
+    views(pool, dims, wide)
 }
 
 impl Searcher {
     /// A searcher using the best kernels this CPU supports.
     pub fn new() -> Self {
-        Self::with_isa(Isa::detect())
+        Self::with_isa(Isa::best())
     }
 
-    /// A searcher using the given kernels (tests compare them).
+    /// A searcher using the kernels of `isa`.
     pub fn with_isa(isa: Isa) -> Self {
         Searcher {
             isa,
@@ -160,12 +164,13 @@ impl Searcher {
 
     /// The row nearest to `q` (ties: lowest row).
     pub fn nearest(&mut self, pool: &Pool, dims: &[u32], q: &[f32]) -> Neighbour {
-        if let Some((a, b)) = half_pair(self.isa, pool, dims) {
+        if let Some((a, b)) = half_pair(pool, dims) {
             if let Some(nb) = self.isa.nearest_f16(a, b, [q[0], q[1]]) {
                 return nb;
             }
         }
-        self.isa.nearest(&columns(pool, dims, &mut self.wide), q)
+        let isa = self.isa;
+        isa.nearest(&columns(isa, pool, dims, &mut self.wide), q)
     }
 
     /// A distance within which about `rank` subsample rows (of `sub_n`) lie.
@@ -186,12 +191,16 @@ impl Searcher {
         if rank >= m {
             return (f32::INFINITY, f32::INFINITY);
         }
-        let (nearest, farthest) = self
-            .isa
-            .subsample_distances(pool, dims, q, &mut self.sub_dist);
-        let (kth, _) =
-            self.isa
-                .kth_smallest(&self.sub_dist, rank + 1, farthest, m, &mut self.bracket);
+        let cols: Vec<&[f32]> = dims.iter().map(|&d| pool.sub_column(d as usize)).collect();
+        let (nearest, farthest) = self.isa.subsample_distances(&cols, q, &mut self.sub_dist);
+        let (kth, _) = one_pass::kth_smallest(
+            self.isa,
+            &self.sub_dist,
+            rank + 1,
+            farthest,
+            m,
+            &mut self.bracket,
+        );
         (kth, nearest)
     }
 
@@ -223,12 +232,9 @@ impl Searcher {
         let mut rank = limit_rank(pool, k, avail);
         let skip = exclude.unwrap_or(u32::MAX);
         let mut wide = std::mem::take(&mut self.wide);
-        let half = half_pair(self.isa, pool, dims);
-        let cols = if half.is_some() {
-            Vec::new()
-        } else {
-            columns(pool, dims, &mut wide)
-        };
+        let half = half_pair(pool, dims);
+        // Widened only if this level cannot read float16 columns in place.
+        let mut widened = false;
         loop {
             let limit = self.subsample_limit(pool, dims, q, rank);
             let done_half = half.is_some_and(|(a, b)| {
@@ -237,6 +243,11 @@ impl Searcher {
                     .within_f16(a, b, q, limit, skip, &mut self.hits, out)
             });
             if !done_half {
+                if !widened {
+                    widen(self.isa, pool, dims, &mut wide);
+                    widened = true;
+                }
+                let cols = views(pool, dims, &wide);
                 self.isa.within(&cols, q, limit, skip, &mut self.hits, out);
             }
             if out.len() >= k || limit == f32::INFINITY {
@@ -244,7 +255,6 @@ impl Searcher {
             }
             rank = rank.saturating_mul(4);
         }
-        drop(cols);
         self.wide = wide;
         keep_smallest(out, k);
     }
@@ -316,16 +326,14 @@ impl Searcher {
         let mut cand = std::mem::take(&mut self.cand);
         let coarse_done =
             coarse.is_some_and(|c| c.collect(self.isa, pool, [d0, d1], q, radius, &mut cand));
-        if !coarse_done {
-            if let Some((a, b)) = half_pair(self.isa, pool, dims) {
-                // `half_pair` found AVX-512, so this always collects.
-                self.isa.collect_f16(a, b, q, radius, &mut cand);
-            } else {
-                let mut wide = std::mem::take(&mut self.wide);
-                let cols = columns(pool, dims, &mut wide);
-                self.isa.collect(cols[0], cols[1], q, radius, &mut cand);
-                self.wide = wide;
-            }
+        let half_done = !coarse_done
+            && half_pair(pool, dims)
+                .is_some_and(|(a, b)| self.isa.collect_f16(a, b, q, radius, &mut cand));
+        if !coarse_done && !half_done {
+            let mut wide = std::mem::take(&mut self.wide);
+            let cols = columns(self.isa, pool, dims, &mut wide);
+            self.isa.collect(cols[0], cols[1], q, radius, &mut cand);
+            self.wide = wide;
         }
         // The coarse filter may pass rows beyond `radius`: the winner is
         // certain only if it lies within.
@@ -338,8 +346,7 @@ impl Searcher {
                     - f64::from(winner.dist)
                     - 1e-36,
             );
-            self.isa
-                .nearest_k_of(&mut cand, centre, limit, winner.row, k, out)
+            one_pass::nearest_k_of(self.isa, &mut cand, centre, limit, winner.row, k, out)
                 .then_some(winner)
         });
         self.cand = cand;
@@ -376,7 +383,7 @@ impl Default for Searcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::columns::tests::pool_from_rows;
+    use crate::pool::tests::pool_from_rows;
 
     use crate::rng::TestRng;
 
@@ -387,7 +394,7 @@ mod tests {
         n: usize,
         d: usize,
         half: bool,
-    ) -> crate::columns::Pool<'static> {
+    ) -> crate::pool::Pool<'static> {
         let mut rows: Vec<Vec<f32>> = (0..n)
             .map(|_| {
                 (0..d)
@@ -409,13 +416,13 @@ mod tests {
     }
 
     /// A float16 pool used in place (column-major bits), from rows.
-    fn half_pool(rows: &[Vec<f32>]) -> crate::columns::Pool<'static> {
+    fn half_pool(rows: &[Vec<f32>]) -> crate::pool::Pool<'static> {
         let (n, d) = (rows.len(), rows[0].len());
         let bits: Vec<u8> = (0..d)
             .flat_map(|c| rows.iter().map(move |r| half::f16::from_f32(r[c])))
             .flat_map(|h| h.to_le_bytes())
             .collect();
-        let src = crate::columns::Source {
+        let src = crate::pool::Source {
             bytes: Box::leak(bits.into_boxed_slice()),
             dtype: crate::npy::Dtype::F16,
             rows: n,
@@ -423,7 +430,7 @@ mod tests {
             fortran_order: true,
             name: "t",
         };
-        crate::columns::Pool::build_with(&[src], &|| true, 0).unwrap()
+        crate::pool::Pool::build_with(&[src], &|| true, 0).unwrap()
     }
 
     fn sorted_set(mut v: Vec<Neighbour>) -> Vec<Neighbour> {
@@ -444,10 +451,13 @@ mod tests {
                 let dims: Vec<u32> = (0..m as u32).map(|j| (j + rng.next()) % d as u32).collect();
                 let q: Vec<f32> = (0..m).map(|_| rng.unit() * 4.0 - 2.0).collect();
                 let (mut fast, mut slow) = (Vec::new(), Vec::new());
-                let got = Isa::detect().subsample_distances(&pool, &dims, &q, &mut fast);
-                let want = Isa::Portable.subsample_distances(&pool, &dims, &q, &mut slow);
-                assert_eq!(fast, slow);
-                assert_eq!(got, want);
+                let cols: Vec<&[f32]> = dims.iter().map(|&d| pool.sub_column(d as usize)).collect();
+                let want = Isa::portable().subsample_distances(&cols, &q, &mut slow);
+                for isa in Isa::supported() {
+                    let got = isa.subsample_distances(&cols, &q, &mut fast);
+                    assert_eq!(fast, slow, "{}", isa.name());
+                    assert_eq!(got, want, "{}", isa.name());
+                }
                 let lo = slow.iter().copied().fold(f32::INFINITY, f32::min);
                 let hi = slow.iter().copied().fold(0f32, f32::max);
                 assert_eq!(want, (lo, hi));
@@ -457,7 +467,7 @@ mod tests {
 
     #[test]
     fn knn_equals_brute_force_on_thousands_of_draws() {
-        for isa in [Isa::Portable, Isa::detect()] {
+        for isa in Isa::supported() {
             for half in [false, true] {
                 knn_matches_brute(&mut Searcher::with_isa(isa), half);
             }
@@ -472,7 +482,7 @@ mod tests {
             let d = 2 + (rng.next() as usize % 5);
             let pool = random_pool(&mut rng, n, d, half);
             assert_eq!(pool.is_f16(), half);
-            let coarse = Coarse::build(&pool).filter(|_| trial % 2 == 0);
+            let coarse = Coarse::build_any(&pool, searcher.isa).filter(|_| trial % 2 == 0);
             for _ in 0..60 {
                 let m = 1 + rng.next() as usize % d.min(3);
                 let mut dims: Vec<u32> = Vec::new();
@@ -527,17 +537,14 @@ mod tests {
     fn one_pass_equals_brute_force() {
         let mut rng = TestRng(7);
         let mut out = Vec::new();
-        for isa in [Isa::Portable, Isa::detect()] {
+        for isa in Isa::supported() {
             let mut searcher = Searcher::with_isa(isa);
             for trial in 0..12 {
                 let n = 3000 + (rng.next() as usize % 9000);
                 let half = trial % 3 == 2;
                 let pool = random_pool(&mut rng, n, 4, half);
-                let coarse = Coarse::build(&pool).filter(|_| trial % 2 == 0);
-                assert_eq!(
-                    coarse.is_some(),
-                    trial % 2 == 0 && !half && crate::coarse::available()
-                );
+                let coarse = Coarse::build_any(&pool, isa).filter(|_| trial % 2 == 0);
+                assert_eq!(coarse.is_some(), trial % 2 == 0 && !half);
                 let mut taken = 0;
                 for _ in 0..100 {
                     let a = rng.next() % 4;
