@@ -1,14 +1,22 @@
-"""ZCore engine vs the NumPy reference, same data, same run.
+"""ZCore engine vs the NumPy reference, same data, same run, at every
+instruction-set level this CPU runs.
 
     python benches/bench_zcore.py --n 50000 --d 1280 --samples 1000000
+    python benches/bench_zcore.py --levels avx2 portable --repeats 3
 
-Prints prep+scoring wall time for the engine, the reference's per-sample
-time measured on a few thousand samples, and the per-sample speed ratio.
+Prints, per level, the engine's prep+scoring wall time (median of
+`--repeats`), its per-sample time, the ratio to the reference's per-sample
+time (measured on `--ref-samples` samples in the same run) and the ratio of
+its time to the best level's. Levels are picked through ZCORE_FAST_ISA and
+run alternately (best, ..., portable, best, ...) so that a noisy machine
+disturbs them alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -18,6 +26,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import zcore_fast
 from reference import reference_scores
+from zcore_fast import _native
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else what Python knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -27,29 +47,44 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=1_000_000)
     ap.add_argument("--ref-samples", type=int, default=2_000)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument(
+        "--levels",
+        nargs="+",
+        default=None,
+        help=f"levels to time (default: every one this CPU runs: {_native.isa_levels()})",
+    )
     args = ap.parse_args()
+    levels = args.levels or _native.isa_levels()[::-1]
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(20, args.d)).astype(np.float32)
     x = centres[rng.integers(0, 20, args.n)] + rng.normal(size=(args.n, args.d)).astype(np.float32)
-    runs = []
+    runs: dict[str, list[float]] = {level: [] for level in levels}
     for _ in range(args.repeats):
-        t = time.perf_counter()
-        zcore_fast.score(x, n_sample=args.samples, backend="cpu")
-        runs.append(time.perf_counter() - t)
-    engine = float(np.median(runs))
+        for level in levels:
+            os.environ["ZCORE_FAST_ISA"] = level
+            t = time.perf_counter()
+            zcore_fast.score(x, n_sample=args.samples, backend="cpu")
+            runs[level].append(time.perf_counter() - t)
+    os.environ.pop("ZCORE_FAST_ISA", None)
     t = time.perf_counter()
     reference_scores(x, args.ref_samples)
     ref_per = (time.perf_counter() - t) / args.ref_samples
-    eng_per = engine / args.samples
+    best = float(np.median(runs[levels[0]]))
+    print(f"CPU: {cpu_model()}; levels this CPU runs: {', '.join(_native.isa_levels())}")
     print(
-        f"| N | D | samples | engine wall (s, median of {args.repeats}) | engine us/sample "
-        "| reference ms/sample (1 core) | ratio |"
+        f"| level | N | D | samples | engine wall (s, median of {args.repeats}) "
+        "| engine us/sample | reference ms/sample (1 core) | ratio to reference "
+        f"| time / {levels[0]}'s |"
     )
-    print("|---|---|---|---|---|---|---|")
-    print(
-        f"| {args.n:,} | {args.d:,} | {args.samples:,} | {engine:.1f} | {eng_per * 1e6:.1f} "
-        f"| {ref_per * 1e3:.2f} | {ref_per / eng_per:.0f}x |"
-    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for level in levels:
+        wall = float(np.median(runs[level]))
+        per = wall / args.samples
+        print(
+            f"| {level} | {args.n:,} | {args.d:,} | {args.samples:,} | {wall:.1f} "
+            f"| {per * 1e6:.1f} | {ref_per * 1e3:.2f} | {ref_per / per:.0f}x "
+            f"| {wall / best:.2f} |"
+        )
 
 
 if __name__ == "__main__":

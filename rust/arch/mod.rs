@@ -7,8 +7,8 @@
 //!   vectorise it for any target (SSE2 on x86-64, NEON on aarch64). It is
 //!   the reference the other levels must equal bit for bit.
 //! - `x86_64/avx2.rs`: x86-64-v3 (AVX2, FMA, F16C, BMI1/2, POPCNT).
-//! - `x86_64/avx512.rs`: AVX-512 F/BW/VL/DQ; `x86_64/coarse16.rs` adds the
-//!   16-bit row filter that needs AVX-512 VBMI2.
+//! - `x86_64/avx512.rs`: AVX-512 F/BW/VL/DQ; `x86_64/coarse16.rs` is its
+//!   16-bit row filter where the CPU also has VBMI2 (else it uses AVX2's).
 //!
 //! Every level provides the same functions; `Isa` holds the level and is
 //! the one place that dispatches (a `match` per kernel). A new level (NEON,
@@ -169,9 +169,11 @@ impl Isa {
         self.level.name()
     }
 
-    /// Whether the 16-bit coarse row filter runs at this level.
+    /// Whether the 16-bit coarse row filter runs vectorised at this level
+    /// (AVX2, or AVX-512 with VBMI2's 16-bit compress): only then is the
+    /// coarse copy worth building.
     pub fn has_coarse16(self) -> bool {
-        self.vbmi2
+        self.level != Level::Portable
     }
 }
 
@@ -322,8 +324,8 @@ impl Isa {
 
     /// Rows whose 16-bit coarse distance (|ca - qa| + |cb - qb| over the
     /// coarse columns) is at most `limit`, with their exact coordinates from
-    /// `exact`, into `cand`. Vectorised where `has_coarse16`; elsewhere a
-    /// scalar loop (the coarse copy is only built where it pays, but the
+    /// `exact`, into `cand`. Vectorised where `has_coarse16` (32 rows a step
+    /// with AVX-512 VBMI2, 16 with AVX2); elsewhere a scalar loop (the coarse copy is only built where it pays, but the
     /// filter is tested on every level).
     pub fn collect_coarse(
         self,
@@ -341,7 +343,17 @@ impl Isa {
             // top of the AVX-512 level; the columns hold `n` values each.
             return unsafe { x86_64::coarse16::collect(coarse, q, limit, exact, cand) };
         }
-        portable::collect_coarse(coarse, q, limit, exact, cand)
+        match self.level {
+            Level::Portable => portable::collect_coarse(coarse, q, limit, exact, cand),
+            // SAFETY: the AVX-512 level includes the AVX2 level, and an
+            // `Isa` of either exists only if the CPU runs it.
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 | Level::Avx512 => unsafe {
+                x86_64::avx2::collect_coarse(coarse, q, limit, exact, cand)
+            },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("x86-64 levels are never made on other CPUs"),
+        }
     }
 
     /// round((x - c) * scale) of every value of `col`, clamped to

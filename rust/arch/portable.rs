@@ -243,13 +243,35 @@ fn cand_distance(cand: &Candidates, i: usize, q: [f32; 2]) -> f32 {
     (cand.xa[i] - q[0]).abs() + (cand.xb[i] - q[1]).abs()
 }
 
+/// The candidate nearest to `q`: the least distance by independent lanes
+/// (so it vectorises), then the first candidate at that distance, which
+/// is the lowest row (candidates ascend).
+#[inline(always)]
+pub(super) fn nearest_of_body(cand: &Candidates, q: [f32; 2]) -> Option<Neighbour> {
+    let n = cand.len();
+    let (xa, xb) = (&cand.xa[..n], &cand.xb[..n]);
+    let mut lanes = [f32::INFINITY; 16];
+    let (mut ca, mut cb) = (xa.chunks_exact(16), xb.chunks_exact(16));
+    for (a, b) in (&mut ca).zip(&mut cb) {
+        for ((m, &x), &y) in lanes.iter_mut().zip(a).zip(b) {
+            let d = (x - q[0]).abs() + (y - q[1]).abs();
+            *m = if d < *m { d } else { *m };
+        }
+    }
+    let tail = ca.remainder().iter().zip(cb.remainder());
+    let best = tail
+        .map(|(&x, &y)| (x - q[0]).abs() + (y - q[1]).abs())
+        .chain(lanes)
+        .fold(f32::INFINITY, |m, d| if d < m { d } else { m });
+    let at = (0..n).find(|&i| cand_distance(cand, i, q) == best)?;
+    Some(Neighbour {
+        row: cand.rows[at],
+        dist: best,
+    })
+}
+
 pub(super) fn nearest_of(cand: &Candidates, q: [f32; 2]) -> Option<Neighbour> {
-    (0..cand.len())
-        .map(|i| Neighbour {
-            row: cand.rows[i],
-            dist: cand_distance(cand, i, q),
-        })
-        .min_by_key(Neighbour::key)
+    nearest_of_body(cand, q)
 }
 
 #[inline(always)]
@@ -292,14 +314,20 @@ pub(super) fn between(dist: &[f32], lo: f32, hi: f32, out: &mut Vec<f32>) {
     between_body(dist, lo, hi, out)
 }
 
-/// How many of `dist` are at or below `t`.
+/// How many of `dist` are at or below `t` (u32 lanes, so it vectorises
+/// 8 to a 256-bit vector; `dist` is far shorter than 2^32).
 #[inline(always)]
 pub(super) fn count_le(dist: &[f32], t: f32) -> usize {
-    dist.iter().map(|&d| usize::from(d <= t)).sum()
+    dist.iter().map(|&d| u32::from(d <= t)).sum::<u32>() as usize
+}
+
+#[inline(always)]
+pub(super) fn count_le2_body(dist: &[f32], t1: f32, t2: f32) -> (usize, usize) {
+    (count_le(dist, t1), count_le(dist, t2))
 }
 
 pub(super) fn count_le2(dist: &[f32], t1: f32, t2: f32) -> (usize, usize) {
-    (count_le(dist, t1), count_le(dist, t2))
+    count_le2_body(dist, t1, t2)
 }
 
 pub(super) fn emit(cand: &Candidates, kth: f32, ties: usize, out: &mut Vec<Neighbour>) {

@@ -18,21 +18,21 @@ use crate::column::Col;
 use crate::neighbour::Neighbour;
 use std::arch::x86_64::*;
 
-/// `PACK[m]`: the lanes set in the 8-bit mask `m`, lowest first, one per
-/// 4-bit nibble (the permutation that left-packs those lanes).
-static PACK: [u32; 256] = {
-    let mut table = [0u32; 256];
+/// `PACK[m]`: the lanes set in the 8-bit mask `m`, lowest first: the
+/// permutation that left-packs those lanes (8 KiB, so one load serves each
+/// block instead of unpacking a compact table).
+static PACK: [[u32; 8]; 256] = {
+    let mut table = [[0u32; 8]; 256];
     let mut m = 0;
     while m < 256 {
-        let (mut packed, mut at, mut lane) = (0u32, 0, 0);
+        let (mut at, mut lane) = (0, 0);
         while lane < 8 {
             if (m >> lane) & 1 == 1 {
-                packed |= (lane as u32) << (4 * at);
+                table[m][at] = lane as u32;
                 at += 1;
             }
             lane += 1;
         }
-        table[m] = packed;
         m += 1;
     }
     table
@@ -43,18 +43,35 @@ static PACK: [u32; 256] = {
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn pack_perm(mask: u32) -> __m256i {
-    let nibbles = _mm256_set1_epi32(PACK[mask as usize & 0xFF] as i32);
-    let shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-    _mm256_and_si256(_mm256_srlv_epi32(nibbles, shifts), _mm256_set1_epi32(7))
+    _mm256_loadu_si256(PACK[mask as usize & 0xFF].as_ptr().cast())
 }
 
-/// Stores the lanes of `v` that `mask` selects at `dst + *count`, as one
-/// whole vector (`dst` needs 8 of slack), and counts them.
+/// Stores the lanes of `v` that `mask` selects at `dst + at`, as one whole
+/// vector (`dst` needs 8 of slack). The caller advances its count by the
+/// masks' total popcount once per step, so consecutive stores do not wait
+/// on each other's counts.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn pack_store(dst: *mut u32, at: usize, mask: u32, v: __m256i) {
+    let packed = _mm256_permutevar8x32_epi32(v, pack_perm(mask));
+    _mm256_storeu_si256(dst.add(at).cast(), packed);
+}
+
+/// `pack_store` of one block, counting its lanes.
 #[inline]
 #[target_feature(enable = "avx2,popcnt")]
 unsafe fn push_hits(dst: *mut u32, count: &mut usize, mask: u32, v: __m256i) {
-    let packed = _mm256_permutevar8x32_epi32(v, pack_perm(mask));
-    _mm256_storeu_si256(dst.add(*count).cast(), packed);
+    pack_store(dst, *count, mask, v);
+    *count += mask.count_ones() as usize;
+}
+
+/// `pack_store` of two consecutive blocks (`mask` has 16 bits).
+#[inline]
+#[target_feature(enable = "avx2,popcnt")]
+unsafe fn push_hits2(dst: *mut u32, count: &mut usize, mask: u32, v0: __m256i, v1: __m256i) {
+    let first = (mask & 0xFF).count_ones() as usize;
+    pack_store(dst, *count, mask, v0);
+    pack_store(dst, *count + first, mask >> 8, v1);
     *count += mask.count_ones() as usize;
 }
 
@@ -280,8 +297,7 @@ unsafe fn hit_rows<const HALF: bool>(
         let m0 = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(d0, lim)) as u32;
         let m1 = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(d1, lim)) as u32;
         let rows1 = _mm256_add_epi32(rows, step);
-        push_hits(dst, &mut count, m0, rows);
-        push_hits(dst, &mut count, m1, rows1);
+        push_hits2(dst, &mut count, m0 | m1 << 8, rows, rows1);
         rows = _mm256_add_epi32(rows1, step);
         base += 16;
     }
@@ -316,9 +332,18 @@ unsafe fn within2<const HALF: bool>(
     if let Some(at) = hits.iter().position(|&r| r == exclude) {
         hits.swap_remove(at);
     }
+    out.clear();
+    if !HALF {
+        // Scalar loads beat AVX2's gathers on AMD (see `gather_coordinates`).
+        let dist = |row: u32| dist1::<false>(a, b, q, row as usize);
+        out.extend(hits.iter().map(|&row| Neighbour {
+            row,
+            dist: dist(row),
+        }));
+        return;
+    }
     let (qa, qb) = (_mm256_set1_ps(q[0]), _mm256_set1_ps(q[1]));
     let count = hits.len();
-    out.clear();
     out.reserve(count + 8);
     let o = out.as_mut_ptr().cast::<i32>();
     let mut i = 0;
@@ -348,10 +373,32 @@ unsafe fn gather_coordinates<const HALF: bool>(
         x.clear();
         x.reserve(count + 8);
     }
+    if !HALF {
+        // Scalar loads beat AVX2's gathers on AMD (Zen 3 issues a ymm
+        // gather's 8 loads over about 9 cycles, and 3 scalar loads a cycle).
+        let (a, b) = (a.cast::<f32>(), b.cast::<f32>());
+        let (xa, xb) = (cand.xa.as_mut_ptr(), cand.xb.as_mut_ptr());
+        for (i, &r) in cand.rows.iter().enumerate() {
+            *xa.add(i) = *a.add(r as usize);
+            *xb.add(i) = *b.add(r as usize);
+        }
+        cand.xa.set_len(count);
+        cand.xb.set_len(count);
+        return;
+    }
     let mut i = 0;
     while i < count {
-        let live = live8(count - i);
-        let r = _mm256_maskload_epi32(cand.rows.as_ptr().add(i).cast(), live);
+        // Plain loads for whole blocks: masked loads are slow on AMD.
+        let (r, live) = if i + 8 <= count {
+            let r = _mm256_loadu_si256(cand.rows.as_ptr().add(i).cast());
+            (r, _mm256_set1_epi32(-1))
+        } else {
+            let live = live8(count - i);
+            (
+                _mm256_maskload_epi32(cand.rows.as_ptr().add(i).cast(), live),
+                live,
+            )
+        };
         _mm256_storeu_ps(cand.xa.as_mut_ptr().add(i), gather8::<HALF>(a, n, r, live));
         _mm256_storeu_ps(cand.xb.as_mut_ptr().add(i), gather8::<HALF>(b, n, r, live));
         i += 8;
@@ -420,14 +467,48 @@ pub(in crate::arch) unsafe fn within_f16(
     true
 }
 
-/// The portable body, vectorised by the compiler for AVX2.
+/// Two-dimensional subspaces in one fused pass (distances, least and
+/// greatest together); others by the portable body, vectorised by the
+/// compiler.
 #[target_feature(enable = "avx2,fma,f16c,bmi1,bmi2,popcnt")]
 pub(in crate::arch) unsafe fn subsample_distances(
     cols: &[&[f32]],
     q: &[f32],
     out: &mut Vec<f32>,
 ) -> (f32, f32) {
-    portable::subsample_body(cols, q, out)
+    let (&[a, b], &[qa, qb]) = (cols, q) else {
+        return portable::subsample_body(cols, q, out);
+    };
+    let n = a.len();
+    out.clear();
+    out.reserve(n);
+    let (va, vb) = (_mm256_set1_ps(qa), _mm256_set1_ps(qb));
+    let (pa, pb) = (a.as_ptr().cast(), b.as_ptr().cast());
+    let mut lo = _mm256_set1_ps(f32::INFINITY);
+    let mut hi = _mm256_setzero_ps();
+    let mut base = 0;
+    while base + 8 <= n {
+        let d = dist8::<false>(pa, pb, va, vb, base);
+        _mm256_storeu_ps(out.as_mut_ptr().add(base), d);
+        lo = _mm256_min_ps(lo, d);
+        hi = _mm256_max_ps(hi, d);
+        base += 8;
+    }
+    let (mut los, mut his) = ([0f32; 8], [0f32; 8]);
+    _mm256_storeu_ps(los.as_mut_ptr(), lo);
+    _mm256_storeu_ps(his.as_mut_ptr(), hi);
+    let (mut lo, mut hi) = (
+        los.into_iter().fold(f32::INFINITY, f32::min),
+        his.into_iter().fold(0f32, f32::max),
+    );
+    for row in base..n {
+        let d = dist1::<false>(pa, pb, [qa, qb], row);
+        *out.as_mut_ptr().add(row) = d;
+        lo = lo.min(d);
+        hi = hi.max(d);
+    }
+    out.set_len(n);
+    (lo, hi)
 }
 
 #[target_feature(enable = "avx2,fma,f16c,bmi1,bmi2,popcnt")]
@@ -457,6 +538,61 @@ pub(in crate::arch) unsafe fn collect_f16(
     true
 }
 
+/// The 16-bit coarse filter (`search::coarse`): rows whose integer
+/// distance |ca - qa| + |cb - qb| is <= `limit`, 16 rows per step, then
+/// their exact coordinates by gathers. The sum of two |differences| of
+/// 15-bit values reaches 65,532, past i16: the compare is unsigned
+/// (max_epu16 then equality), since `cmpgt_epi16` is signed.
+#[target_feature(enable = "avx2,fma,f16c,bmi1,bmi2,popcnt")]
+pub(in crate::arch) unsafe fn collect_coarse(
+    coarse: [&[i16]; 2],
+    q: [i16; 2],
+    limit: u16,
+    exact: [&[f32]; 2],
+    cand: &mut Candidates,
+) {
+    let n = coarse[0].len();
+    let (a, b) = (coarse[0].as_ptr(), coarse[1].as_ptr());
+    let (qa, qb) = (_mm256_set1_epi16(q[0]), _mm256_set1_epi16(q[1]));
+    let lim = _mm256_set1_epi16(limit as i16);
+    let mut rows0 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let mut rows1 = _mm256_add_epi32(rows0, _mm256_set1_epi32(8));
+    let step = _mm256_set1_epi32(16);
+    let hits = &mut cand.rows;
+    hits.clear();
+    hits.reserve(n + 16);
+    let dst = hits.as_mut_ptr();
+    let mut count = 0usize;
+    let mut base = 0;
+    while base + 16 <= n {
+        let xa = _mm256_loadu_si256(a.add(base).cast());
+        let xb = _mm256_loadu_si256(b.add(base).cast());
+        let d = _mm256_add_epi16(
+            _mm256_abs_epi16(_mm256_sub_epi16(xa, qa)),
+            _mm256_abs_epi16(_mm256_sub_epi16(xb, qb)),
+        );
+        let le = _mm256_cmpeq_epi16(_mm256_max_epu16(d, lim), lim);
+        // One byte per lane (0xFF or 0), then one bit per lane.
+        let bytes = _mm_packs_epi16(
+            _mm256_castsi256_si128(le),
+            _mm256_extracti128_si256::<1>(le),
+        );
+        let mask = _mm_movemask_epi8(bytes) as u32;
+        push_hits2(dst, &mut count, mask, rows0, rows1);
+        rows0 = _mm256_add_epi32(rows0, step);
+        rows1 = _mm256_add_epi32(rows1, step);
+        base += 16;
+    }
+    let (qa, qb, limit) = (i32::from(q[0]), i32::from(q[1]), i32::from(limit));
+    for row in base..n {
+        let d = (i32::from(*a.add(row)) - qa).abs() + (i32::from(*b.add(row)) - qb).abs();
+        *dst.add(count) = row as u32;
+        count += usize::from(d <= limit);
+    }
+    hits.set_len(count);
+    gather_coordinates::<false>(exact[0].as_ptr().cast(), exact[1].as_ptr().cast(), n, cand);
+}
+
 #[target_feature(enable = "avx2,fma,f16c,bmi1,bmi2,popcnt")]
 pub(in crate::arch) unsafe fn quantise_column(
     col: &[f32],
@@ -468,43 +604,12 @@ pub(in crate::arch) unsafe fn quantise_column(
     portable::quantise_body(col, c, scale, span, out)
 }
 
-/// Candidate coordinates `i..i + 8` (lanes outside `live`: 0).
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn cand_dist8(cand: &Candidates, i: usize, live: __m256i, qa: __m256, qb: __m256) -> __m256 {
-    let xa = _mm256_maskload_ps(cand.xa.as_ptr().add(i), live);
-    let xb = _mm256_maskload_ps(cand.xb.as_ptr().add(i), live);
-    _mm256_add_ps(abs(_mm256_sub_ps(xa, qa)), abs(_mm256_sub_ps(xb, qb)))
-}
-
+/// The portable bodies, which the compiler vectorises for AVX2 as well as
+/// hand-written code would (no compress needed): lane-wise minima, a
+/// select per candidate, counts summed in integer lanes.
 #[target_feature(enable = "avx2,fma,f16c,bmi1,bmi2,popcnt")]
 pub(in crate::arch) unsafe fn nearest_of(cand: &Candidates, q: [f32; 2]) -> Option<Neighbour> {
-    let count = cand.len();
-    if count == 0 {
-        return None;
-    }
-    let (qa, qb) = (_mm256_set1_ps(q[0]), _mm256_set1_ps(q[1]));
-    let mut best = _mm256_set1_ps(f32::INFINITY);
-    let mut best_row = _mm256_set1_epi32(-1);
-    let mut i = 0;
-    while i < count {
-        let live = live8(count - i);
-        let d = cand_dist8(cand, i, live, qa, qb);
-        let r = _mm256_maskload_epi32(cand.rows.as_ptr().add(i).cast(), live);
-        // Rows ascend, so a lane's first minimum is its lowest row.
-        let better = _mm256_and_ps(
-            _mm256_cmp_ps::<_CMP_LT_OQ>(d, best),
-            _mm256_castsi256_ps(live),
-        );
-        best = _mm256_blendv_ps(best, d, better);
-        best_row = _mm256_blendv_epi8(best_row, r, _mm256_castps_si256(better));
-        i += 8;
-    }
-    let none = Neighbour {
-        row: u32::MAX,
-        dist: f32::INFINITY,
-    };
-    Some(reduce_min(&[best], &[best_row], none))
+    portable::nearest_of_body(cand, q)
 }
 
 #[target_feature(enable = "avx2,fma,f16c,bmi1,bmi2,popcnt")]
@@ -514,45 +619,12 @@ pub(in crate::arch) unsafe fn distances_to(
     exclude: u32,
     limit: f32,
 ) -> usize {
-    let count = cand.len();
-    let (ca, cb) = (_mm256_set1_ps(c[0]), _mm256_set1_ps(c[1]));
-    let t = _mm256_set1_ps(limit);
-    let inf = _mm256_set1_ps(f32::INFINITY);
-    let skip = _mm256_set1_epi32(exclude as i32);
-    let mut within = 0;
-    cand.dist.clear();
-    cand.dist.reserve(count + 8);
-    let mut i = 0;
-    while i < count {
-        let live = live8(count - i);
-        let d = cand_dist8(cand, i, live, ca, cb);
-        let r = _mm256_maskload_epi32(cand.rows.as_ptr().add(i).cast(), live);
-        let excluded = _mm256_and_si256(_mm256_cmpeq_epi32(r, skip), live);
-        let d = _mm256_blendv_ps(d, inf, _mm256_castsi256_ps(excluded));
-        _mm256_storeu_ps(cand.dist.as_mut_ptr().add(i), d);
-        let le = _mm256_and_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(d, t), _mm256_castsi256_ps(live));
-        within += (_mm256_movemask_ps(le) as u32).count_ones();
-        i += 8;
-    }
-    cand.dist.set_len(count);
-    within as usize
+    portable::distances_to_body(cand, c, exclude, limit)
 }
 
 #[target_feature(enable = "avx2,fma,f16c,bmi1,bmi2,popcnt")]
 pub(in crate::arch) unsafe fn count_le2(dist: &[f32], t1: f32, t2: f32) -> (usize, usize) {
-    let (v1, v2) = (_mm256_set1_ps(t1), _mm256_set1_ps(t2));
-    let (mut c1, mut c2) = (0u32, 0u32);
-    let mut blocks = dist.chunks_exact(8);
-    for block in &mut blocks {
-        let d = _mm256_loadu_ps(block.as_ptr());
-        c1 += (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(d, v1)) as u32).count_ones();
-        c2 += (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(d, v2)) as u32).count_ones();
-    }
-    let rest = blocks.remainder();
-    (
-        c1 as usize + portable::count_le(rest, t1),
-        c2 as usize + portable::count_le(rest, t2),
-    )
+    portable::count_le2_body(dist, t1, t2)
 }
 
 #[target_feature(enable = "avx2,fma,f16c,bmi1,bmi2,popcnt")]
@@ -571,10 +643,20 @@ pub(in crate::arch) unsafe fn emit(
     let mut kept = 0usize;
     let mut i = 0;
     while i < count {
-        let live = live8(count - i);
-        let live_bits = _mm256_movemask_ps(_mm256_castsi256_ps(live)) as u32;
-        let d = _mm256_maskload_ps(cand.dist.as_ptr().add(i), live);
-        let r = _mm256_maskload_epi32(cand.rows.as_ptr().add(i).cast(), live);
+        // Plain loads for whole blocks: masked loads are slow on AMD.
+        let (d, r, live_bits) = if i + 8 <= count {
+            let d = _mm256_loadu_ps(cand.dist.as_ptr().add(i));
+            (
+                d,
+                _mm256_loadu_si256(cand.rows.as_ptr().add(i).cast()),
+                0xFF,
+            )
+        } else {
+            let live = live8(count - i);
+            let d = _mm256_maskload_ps(cand.dist.as_ptr().add(i), live);
+            let r = _mm256_maskload_epi32(cand.rows.as_ptr().add(i).cast(), live);
+            (d, r, _mm256_movemask_ps(_mm256_castsi256_ps(live)) as u32)
+        };
         let mut keep = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(d, t)) as u32 & live_bits;
         let mut tied = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(d, t)) as u32 & live_bits;
         while tied != 0 && ties > 0 {
