@@ -212,3 +212,36 @@ def test_triton_kernels_equal_plain_torch_under_the_interpreter() -> None:
         TRITON_INTERPRET="1",
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton not installed")
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1", reason="interpreter on")
+def test_triton_kernels_compile_for_a_gpu() -> None:
+    """Both kernels compile for sm_90 (H100/H200) without a GPU. The
+    interpreter accepts code the compiler refuses: a plain int global passed
+    every CPU test and failed to compile on an H200."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from zcore_fast.backends import triton_kernels as tk
+
+    common = {"cols": "*fp16", "dims": "*i64", "n": "i32", "m": "constexpr"}
+    common |= {"block": "constexpr", "iters": "constexpr"}
+    kernels = {
+        tk.nearest_kernel: {"q": "*fp32", "out": "*i64", "n_parts": "i32"},
+        tk.collect_kernel: {
+            "centres": "*fp32",
+            "winners": "*i64",
+            "limits": "*fp32",
+            "counts": "*i32",
+            "out": "*i64",
+            "capacity": "i32",
+        },
+    }
+    for kernel, own in kernels.items():
+        names = kernel.arg_names
+        signature = {name: {**common, **own}[name] for name in names}
+        for m in (1, 3):
+            src = ASTSource(kernel, signature, constexprs={"m": m, "block": 1024, "iters": 8})
+            compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32))
+            assert compiled.asm["cubin"], (kernel, m)

@@ -146,13 +146,15 @@ def _score(
             built = _build_pool(src, dev, dtype, layout)
             stats = columns.stats_in_blocks(built, dev, work)
             sub = built[:, columns.subsample_rows(src.n).to(built.device)].float()
+            plan = search.plan_search(src.n, sub.shape[1], p.redund_nn, p.redund_exp)
+        fused = plan if kind == "triton" else None
         scorers.append(
             runner.DeviceScorer(
                 _place(built, dev, layout),
                 (stats[0].to(dev), stats[1].to(dev), stats[2].to(dev)),
                 sub.to(dev),
                 p,
-                batch_size or placement.batch_size(src.n, p.sample_dim, itemsize, work),
+                batch_size or placement.batch_size(src.n, p.sample_dim, itemsize, work, fused),
                 kind,
             )
         )

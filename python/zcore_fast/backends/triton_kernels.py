@@ -7,7 +7,9 @@ like their bits, so one int64 minimum or top-k orders by (distance, row).
 import triton
 import triton.language as tl
 
-_NO_KEY = 0x7FFF_FFFF_FFFF_FFFF
+#: A tl.constexpr: compiled kernels may read no other kind of global (the
+#: interpreter does not check this; Triton 3.6 on a GPU refused a plain int).
+_NO_KEY = tl.constexpr(0x7FFF_FFFF_FFFF_FFFF)
 
 
 @triton.jit
