@@ -2,14 +2,23 @@
 
     python benches/bench_torch.py                      # GPU sizes on a GPU, small sizes on CPU
     python benches/bench_torch.py --n 1281167 50000 --d 1280 --samples 1000000
+    python benches/bench_torch.py --n 10000000 --d 64 --samples 200000
+    python benches/bench_torch.py --n 1281167 --d 1280 --profile 20000 --profile-out prof.txt
 
 On a GPU (device "auto" = cuda:0 when PyTorch sees one): N = 1,281,167 and
 50,000, D = 1,280, float16, 10^6 samples. Without one: N = 20,000, D = 256,
 2,000 samples on CPU torch, beside the Rust engine. Prints one table row per
-N: the backend's prep and sampling time, the plain batched-PyTorch baseline
-(DESIGN.md section 6: gather, argmin, full top-k, eager) timed on fewer
-samples in the same run, their per-sample ratio, and the largest score
-difference from the Rust engine on the same float16 values and seed.
+N: the backend's prep (pool upload, statistics, noise: one 1-sample run)
+and sampling time, the plain batched-PyTorch baseline (DESIGN.md section 6:
+gather, argmin, full top-k, eager) timed in the same run on as many samples
+as fit in --baseline-seconds, their per-sample ratio, and the exactness
+check: the Rust engine on the same float16 values and seed, on the pool's
+first --check-rows rows (all of them when N is smaller), --check-samples
+samples: the largest score difference and whether the raw fixed-point sums
+of both halves are bit-identical.
+
+--profile S instead profiles S samples per N with torch.profiler (after a
+warm-up run) and writes the top operations by device time to --profile-out.
 """
 
 from __future__ import annotations
@@ -53,6 +62,19 @@ def timed(fn, device: torch.device) -> float:  # type: ignore[no-untyped-def]
     return time.perf_counter() - t
 
 
+class Reporter:
+    """Prints the samples done every 10 s (a slow run still says how far it got)."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self.last >= 10:
+            self.last = now
+            print(f"  {done:,} of {total:,} samples after {now - self.start:.0f} s", flush=True)
+
+
 def baseline(cols: torch.Tensor, samples: int, batch: int, seed: int = 0) -> None:
     """Plain batched PyTorch ZCore: per batch, gather two columns, full
     distances, argmin, a full top-k over N, weights, index_add."""
@@ -93,53 +115,88 @@ def baseline(cols: torch.Tensor, samples: int, batch: int, seed: int = 0) -> Non
         scores.index_add_(0, idx.reshape(-1), -w.reshape(-1))
 
 
-def baseline_per_sample(x: np.ndarray, samples: int, dev: torch.device) -> float:
-    """Seconds per sample of `baseline` on the same pool, after a warm-up."""
+def baseline_per_sample(x: np.ndarray, args: argparse.Namespace, dev: torch.device) -> float:
+    """Seconds per sample of `baseline` on the same pool, after a warm-up;
+    timed on at most --baseline-samples samples, fewer where the warm-up
+    says they would take longer than --baseline-seconds."""
     n = x.shape[0]
     cols = torch.from_numpy(np.ascontiguousarray(x.T)).to(dev)
     if dev.type == "cpu":
         cols = cols.float()  # no float16 arithmetic to save on a CPU
     batch = max(1, min(256, (2 << 30) // (n * 24)))
-    baseline(cols, min(200, samples), batch)
-    return timed(lambda: baseline(cols, samples, batch), dev) / samples
+    warm = min(200, args.baseline_samples)
+    guess = timed(lambda: baseline(cols, warm, batch), dev) / warm
+    count = int(min(args.baseline_samples, max(batch, args.baseline_seconds / guess)))
+    return timed(lambda: baseline(cols, count, batch), dev) / count
+
+
+def identity(x: np.ndarray, args: argparse.Namespace, dev: torch.device) -> str:
+    """The backend against the Rust engine on the first --check-rows rows."""
+    xc = x[: args.check_rows]
+    count = args.check_samples
+    threads = len(os.sched_getaffinity(0))
+    t = time.perf_counter()
+    want = _native.score(
+        [xc],
+        n_sample=count,
+        sample_dim=2,
+        redund_nn=K,
+        redund_exp=EXP,
+        rand_init=True,
+        seed=0,
+        threads=threads,
+    )
+    rust_s = time.perf_counter() - t
+    got = score_halves([xc], Params(count, 2, K, EXP, True, 0), device=dev)
+    diff = float(np.abs(got[0] - want[0]).max())
+    same = all(np.array_equal(g, w) for g, w in zip(got[1:], want[1:]))
+    units = max(float(np.abs(g - w).max()) for g, w in zip(got[1:], want[1:])) * 2.0**32
+    return (
+        f"{diff:.1e}; raw sums {'bit-identical' if same else f'differ by {units:.0f} x 2^-32'} "
+        f"({xc.shape[0]:,} rows, {count:,} samples; Rust {threads} threads {rust_s:.1f} s)"
+    )
 
 
 def bench(n: int, d: int, samples: int, args: argparse.Namespace, dev: torch.device) -> str:
     x = pool(n, d, dev)
     p = Params(samples, 2, K, EXP, True, 0)
     one = Params(1, 2, K, EXP, True, 0)
-    run = lambda q: score_halves([x], q, device=dev)  # noqa: E731
+    run = lambda q, report=None: score_halves(  # noqa: E731
+        [x], q, device=dev, batch_size=args.batch_size, progress=report
+    )
     run(one)  # warm-up: CUDA context, Triton compilation
     prep = timed(lambda: run(one), dev)
-    total = timed(lambda: run(p), dev)
+    print(f"N = {n:,}: prep {prep:.2f} s, batch size {args.batch_size or 'auto'}", flush=True)
+    total = timed(lambda: run(p, Reporter()), dev)
     per = (total - prep) / samples
-    base = baseline_per_sample(x, args.baseline_samples, dev)
-    # Exactness on this device: the Rust engine on the same float16 values.
-    c = Params(args.check_samples, 2, K, EXP, True, 0)
-    threads = len(os.sched_getaffinity(0))
-
-    def rust(count: int) -> np.ndarray:
-        return _native.score(
-            [x],
-            n_sample=count,
-            sample_dim=2,
-            redund_nn=K,
-            redund_exp=EXP,
-            rand_init=True,
-            seed=0,
-            threads=threads,
-        )[0]
-
-    rust_prep = timed(lambda: rust(1), dev)
-    t = time.perf_counter()
-    want = rust(c.n_sample)
-    rust_per = (time.perf_counter() - t - rust_prep) / c.n_sample
-    diff = float(np.abs(run(c)[0] - want).max())
+    base = baseline_per_sample(x, args, dev) if args.baseline_samples else float("nan")
+    check = identity(x, args, dev) if args.check_samples else "-"
     return (
         f"| {n:,} | {d:,} | {samples:,} | {dev} | {prep:.2f} | {total - prep:.2f} "
-        f"| {per * 1e6:.1f} | {base * 1e6:.0f} | {base / per:.1f}x "
-        f"| {rust_per * 1e6:.0f} ({threads} threads, {c.n_sample:,} samples) | {diff:.1e} |"
+        f"| {total:.2f} | {per * 1e6:.2f} | {base * 1e6:.0f} | {base / per:.1f}x | {check} |"
     )
+
+
+def profile(n: int, d: int, args: argparse.Namespace, dev: torch.device) -> None:
+    """torch.profiler over --profile samples; the table goes to --profile-out."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    x = pool(n, d, dev)
+    p = Params(args.profile, 2, K, EXP, True, 0)
+    score_halves([x], Params(1000, 2, K, EXP, True, 0), device=dev)  # warm-up
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        t = time.perf_counter()
+        score_halves([x], p, device=dev)
+        sync(dev)
+        wall = time.perf_counter() - t
+    key = "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=key, row_limit=30, max_name_column_width=60)
+    head = f"N = {n:,}, D = {d:,}, {args.profile:,} samples on {dev}: {wall:.2f} s profiled\n"
+    with open(args.profile_out, "a") as f:
+        f.write(head + table + "\n\n")
+    print(head + table, flush=True)
 
 
 def main() -> None:
@@ -148,16 +205,25 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[1_281_167, 50_000] if gpu else [20_000])
     ap.add_argument("--d", type=int, default=1280 if gpu else 256)
     ap.add_argument("--samples", type=int, default=1_000_000 if gpu else 2_000)
-    ap.add_argument("--baseline-samples", type=int, default=20_000 if gpu else 500)
-    ap.add_argument("--check-samples", type=int, default=2_000)
+    ap.add_argument("--baseline-samples", type=int, default=20_000 if gpu else 500, help="0: none")
+    ap.add_argument("--baseline-seconds", type=float, default=10.0)
+    ap.add_argument("--check-samples", type=int, default=2_000, help="0: no check")
+    ap.add_argument("--check-rows", type=int, default=50_000)
+    ap.add_argument("--profile", type=int, default=0, help="profile this many samples instead")
+    ap.add_argument("--profile-out", default="torch_profile.txt")
+    ap.add_argument("--batch-size", type=int, default=None, help="the backend's (default: auto)")
     ap.add_argument("--device", default="auto", help='"auto": cuda:0 when present, else cpu')
     args = ap.parse_args()
     dev = torch.device(("cuda:0" if gpu else "cpu") if args.device == "auto" else args.device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU torch"
-    print(f"device: {name}; torch {torch.__version__}; redund_nn {K}, float16 pool")
+    print(f"device: {name}; torch {torch.__version__}; redund_nn {K}, float16 pool", flush=True)
+    if args.profile:
+        for n in args.n:
+            profile(n, args.d, args, dev)
+        return
     print(
-        "| N | D | samples | device | prep s | sampling s | us/sample | batched PyTorch "
-        "us/sample | ratio | Rust engine us/sample | max |score diff| vs Rust |"
+        "| N | D | samples | device | prep s | sampling s | total s | us/sample "
+        "| batched PyTorch us/sample | ratio | vs Rust engine: max |score diff| |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in args.n:
