@@ -6,70 +6,21 @@
 //! column also gets its min/median/max, which parameterise the sample
 //! points, and a small strided row subsample used to estimate radii.
 
+mod source;
+mod stats;
+mod transpose;
+
+pub use source::Source;
+pub(crate) use source::common_rows;
+pub use stats::DimStats;
+use stats::summarise;
+pub(crate) use transpose::advise_huge_pages;
+use transpose::transpose;
+
 use crate::error::{invalid, CoreError, Result};
 use crate::npy::Dtype;
 use half::f16;
 use rayon::prelude::*;
-
-/// One input matrix: raw little-endian bytes of `rows x cols` elements.
-#[derive(Clone, Copy)]
-pub struct Source<'a> {
-    /// Element bytes; need not be aligned.
-    pub bytes: &'a [u8],
-    /// Element type.
-    pub dtype: Dtype,
-    /// Number of rows (examples).
-    pub rows: usize,
-    /// Number of columns (dimensions).
-    pub cols: usize,
-    /// True for column-major storage.
-    pub fortran_order: bool,
-    /// A name for error messages (a path, or "array 0").
-    pub name: &'a str,
-}
-
-impl Source<'_> {
-    #[inline]
-    fn index(&self, row: usize, col: usize) -> usize {
-        if self.fortran_order {
-            col * self.rows + row
-        } else {
-            row * self.cols + col
-        }
-    }
-
-    /// The raw bits of a float16 element (float16 sources only).
-    #[inline]
-    pub(crate) fn bits16(&self, row: usize, col: usize) -> u16 {
-        debug_assert_eq!(self.dtype, Dtype::F16);
-        let idx = self.index(row, col);
-        u16::from_le_bytes([self.bytes[2 * idx], self.bytes[2 * idx + 1]])
-    }
-
-    /// Element `(row, col)` as f32.
-    #[inline]
-    pub(crate) fn get(&self, row: usize, col: usize) -> f32 {
-        let idx = self.index(row, col);
-        let b = self.bytes;
-        match self.dtype {
-            Dtype::F16 => f16::from_le_bytes([b[2 * idx], b[2 * idx + 1]]).to_f32(),
-            Dtype::F32 => f32::from_le_bytes(b[4 * idx..4 * idx + 4].try_into().unwrap()),
-            Dtype::F64 => f64::from_le_bytes(b[8 * idx..8 * idx + 8].try_into().unwrap()) as f32,
-        }
-    }
-}
-
-/// Per-dimension minimum, median and maximum (the triangular distribution's
-/// lo, mode and hi), in f64.
-#[derive(Debug, Clone, Default)]
-pub struct DimStats {
-    /// Minimum per dimension.
-    pub lo: Vec<f64>,
-    /// Median per dimension (mean of the two middle values for even N, as NumPy).
-    pub md: Vec<f64>,
-    /// Maximum per dimension.
-    pub hi: Vec<f64>,
-}
 
 /// Rows in the fixed subsample used to estimate neighbour radii.
 pub const SUBSAMPLE_ROWS: usize = 2048;
@@ -297,25 +248,6 @@ impl Pool<'_> {
     }
 }
 
-/// The row count all `sources` share (an error if they differ or none).
-pub(crate) fn common_rows(sources: &[Source<'_>]) -> Result<usize> {
-    let Some(first) = sources.first() else {
-        return Err(invalid!("no embeddings given"));
-    };
-    let n = first.rows;
-    if let Some(bad) = sources.iter().find(|s| s.rows != n) {
-        return Err(invalid!(
-            "row counts differ: {} has {} rows but {} has {}; concatenated \
-             embedding files must describe the same examples in the same order",
-            first.name,
-            n,
-            bad.name,
-            bad.rows
-        ));
-    }
-    Ok(n)
-}
-
 /// The store of a single dimension-major source usable without a copy.
 fn in_place<'a>(sources: &[Source<'a>], n: usize, f16_rows: usize) -> Option<Store<'a>> {
     let [s] = sources else { return None };
@@ -337,186 +269,6 @@ fn in_place<'a>(sources: &[Source<'a>], n: usize, f16_rows: usize) -> Option<Sto
             }))
         }
         _ => None,
-    }
-}
-
-/// (min, median, max) of one column, or None if it holds NaN or Inf. The
-/// median by selection, not sorting; for float16 by a histogram of all
-/// 65,536 bit patterns, which is exact and linear.
-fn summarise(col: Col<'_>, scratch: &mut Vec<u32>) -> Option<(f64, f64, f64)> {
-    match col {
-        Col::F32(c) => summarise_f32(c, scratch),
-        Col::F16(c) => summarise_f16(c, scratch),
-    }
-}
-
-fn summarise_f32(col: &[f32], scratch: &mut Vec<u32>) -> Option<(f64, f64, f64)> {
-    if !col.iter().all(|v| v.is_finite()) {
-        return None;
-    }
-    // Totally ordered keys of the floats, so selection compares integers.
-    let key = |v: f32| {
-        let b = v.to_bits();
-        if b >> 31 == 1 {
-            !b
-        } else {
-            b | 1 << 31
-        }
-    };
-    let value = |k: u32| f32::from_bits(if k >> 31 == 1 { k & !(1 << 31) } else { !k });
-    scratch.clear();
-    scratch.extend(col.iter().map(|&v| key(v)));
-    let n = scratch.len();
-    let lo = value(*scratch.iter().min()?);
-    let hi = value(*scratch.iter().max()?);
-    let (left, upper, _) = scratch.select_nth_unstable(n / 2);
-    let upper = f64::from(value(*upper));
-    let md = if n % 2 == 1 {
-        upper
-    } else {
-        let lower = value(*left.iter().max()?);
-        (f64::from(lower) + upper) / 2.0
-    };
-    Some((f64::from(lo), md, f64::from(hi)))
-}
-
-fn summarise_f16(col: &[u16], hist: &mut Vec<u32>) -> Option<(f64, f64, f64)> {
-    // Bit patterns ordered like their values (-0 just below +0).
-    let key = |b: u16| if b >> 15 == 1 { !b } else { b | 1 << 15 };
-    let value = |k: usize| {
-        let k = k as u16;
-        f64::from(f16::from_bits(if k >> 15 == 1 { k & !(1 << 15) } else { !k }).to_f32())
-    };
-    hist.clear();
-    hist.resize(1 << 16, 0);
-    for &b in col {
-        hist[usize::from(key(b))] += 1;
-    }
-    let non_finite = (0..1u32 << 16).any(|b| {
-        let b = b as u16;
-        b & 0x7C00 == 0x7C00 && hist[usize::from(key(b))] > 0
-    });
-    if non_finite {
-        return None;
-    }
-    let n = col.len();
-    // The value of sorted rank `r`.
-    let at_rank = |r: usize| {
-        let mut seen = 0usize;
-        for (k, &c) in hist.iter().enumerate() {
-            seen += c as usize;
-            if seen > r {
-                return value(k);
-            }
-        }
-        f64::NAN
-    };
-    let lo = at_rank(0);
-    let hi = at_rank(n - 1);
-    let upper = at_rank(n / 2);
-    let md = if n % 2 == 1 {
-        upper
-    } else {
-        (at_rank(n / 2 - 1) + upper) / 2.0
-    };
-    Some((lo, md, hi))
-}
-
-/// Dimensions transposed per task: 16 f32 of a C-order row share a cache line.
-const DIM_BLOCK: usize = 16;
-
-/// Asks the kernel to back `v` with 2 MiB pages where it can (Linux
-/// transparent huge pages in "madvise" mode), before it is first written.
-/// Samples read scattered rows of large columns; with 4 KiB pages nearly
-/// every such read also misses the TLB.
-pub(crate) fn advise_huge_pages<T>(v: &mut [T]) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let start = v.as_mut_ptr() as usize;
-        let end = start + std::mem::size_of_val(v);
-        let first = start.div_ceil(HUGE) * HUGE;
-        if end >= first + HUGE {
-            let len = (end - first) / HUGE * HUGE;
-            // SAFETY: the range lies inside `v`'s allocation; the advice
-            // changes how its pages are backed, never their contents.
-            unsafe { libc::madvise(first as *mut libc::c_void, len, libc::MADV_HUGEPAGE) };
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = v;
-}
-
-fn transpose(
-    sources: &[Source<'_>],
-    n: usize,
-    d: usize,
-    keep_going: &(dyn Fn() -> bool + Sync),
-) -> Vec<f32> {
-    // (source, column in source) of every output dimension.
-    let owners: Vec<(usize, usize)> = sources
-        .iter()
-        .enumerate()
-        .flat_map(|(i, s)| (0..s.cols).map(move |c| (i, c)))
-        .collect();
-    let mut values = vec![0f32; n * d];
-    advise_huge_pages(&mut values);
-    values
-        .par_chunks_mut(n * DIM_BLOCK)
-        .enumerate()
-        .for_each(|(block, out)| {
-            if !keep_going() {
-                return;
-            }
-            let dims = &owners[block * DIM_BLOCK..(block * DIM_BLOCK + out.len() / n)];
-            // Runs of consecutive columns of one source.
-            let mut k = 0;
-            while k < dims.len() {
-                let (src, col) = dims[k];
-                let run = dims[k..].iter().take_while(|o| o.0 == src).count();
-                copy_columns(&sources[src], col, &mut out[k * n..(k + run) * n]);
-                k += run;
-            }
-        });
-    values
-}
-
-/// Columns `col..` of `s` as f32 into `out`, dimension-major (as many
-/// columns as `out` holds).
-fn copy_columns(s: &Source<'_>, col: usize, out: &mut [f32]) {
-    match s.dtype {
-        Dtype::F16 => copy_typed(s, col, out, |b: [u8; 2]| f16::from_le_bytes(b).to_f32()),
-        Dtype::F32 => copy_typed(s, col, out, f32::from_le_bytes),
-        Dtype::F64 => copy_typed(s, col, out, |b: [u8; 8]| f64::from_le_bytes(b) as f32),
-    }
-}
-
-/// `copy_columns` for elements of `W` bytes, read by `value`: one loop per
-/// layout and type, so that strides and conversions are known to the
-/// compiler (a generic element reader per value took 4x longer).
-#[inline(always)]
-fn copy_typed<const W: usize>(
-    s: &Source<'_>,
-    col: usize,
-    out: &mut [f32],
-    value: impl Fn([u8; W]) -> f32,
-) {
-    let n = s.rows;
-    let run = out.len() / n;
-    let read = |b: &[u8]| value(b.try_into().expect("W bytes"));
-    if s.fortran_order {
-        let src = &s.bytes[col * n * W..(col + run) * n * W];
-        for (o, b) in out.iter_mut().zip(src.chunks_exact(W)) {
-            *o = read(b);
-        }
-        return;
-    }
-    let stride = s.cols * W;
-    for row in 0..n {
-        let src = &s.bytes[row * stride + col * W..][..run * W];
-        for (j, b) in src.chunks_exact(W).enumerate() {
-            out[j * n + row] = read(b);
-        }
     }
 }
 

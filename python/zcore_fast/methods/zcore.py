@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Literal, Union
 
 import numpy as np
