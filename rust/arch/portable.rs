@@ -82,6 +82,34 @@ fn push_if<T: Copy>(dst: &mut [T], count: &mut usize, hit: bool, value: T) {
     *count += usize::from(hit);
 }
 
+/// Calls `hit(i)` for every `i` with `d[i] <= limit`, in order: a bit mask
+/// per 16 distances (one vector compare where the target has them), then
+/// its set bits. Hits are a few percent of the rows, so most masks are 0
+/// and the per-row work is the compare alone.
+#[inline(always)]
+fn each_within(d: &[f32], limit: f32, mut hit: impl FnMut(usize)) {
+    let mut chunks = d.chunks_exact(16);
+    for (at, chunk) in (&mut chunks).enumerate() {
+        // A fixed 16 lanes with constant shifts: the compiler turns this
+        // into compares and a move-mask.
+        let chunk: &[f32; 16] = chunk.try_into().expect("16 values");
+        let mut mask = 0u32;
+        for (i, &v) in chunk.iter().enumerate() {
+            mask |= u32::from(v <= limit) << i;
+        }
+        while mask != 0 {
+            hit(at * 16 + mask.trailing_zeros() as usize);
+            mask &= mask - 1;
+        }
+    }
+    let first = d.len() - chunks.remainder().len();
+    for (i, &v) in chunks.remainder().iter().enumerate() {
+        if v <= limit {
+            hit(first + i);
+        }
+    }
+}
+
 #[inline(always)]
 pub(super) fn within_body(
     cols: &[&[f32]],
@@ -91,15 +119,13 @@ pub(super) fn within_body(
     out: &mut Vec<Neighbour>,
 ) {
     out.clear();
-    let mut hits = [Neighbour { row: 0, dist: 0.0 }; LANES + 1];
     blocks(cols, q, |base, d| {
-        let mut count = 0;
-        for (i, &dist) in d.iter().enumerate() {
+        each_within(d, limit, |i| {
             let row = (base + i) as u32;
-            let hit = dist <= limit && row != exclude;
-            push_if(&mut hits, &mut count, hit, Neighbour { row, dist });
-        }
-        out.extend_from_slice(&hits[..count]);
+            if row != exclude {
+                out.push(Neighbour { row, dist: d[i] });
+            }
+        });
         true
     });
 }
@@ -165,13 +191,8 @@ pub(super) fn subsample_distances(cols: &[&[f32]], q: &[f32], out: &mut Vec<f32>
 #[inline(always)]
 pub(super) fn collect_body(a: &[f32], b: &[f32], q: [f32; 2], limit: f32, cand: &mut Candidates) {
     cand.rows.clear();
-    let mut hits = [0u32; LANES + 1];
     blocks(&[a, b], &q, |base, d| {
-        let mut count = 0;
-        for (i, &dist) in d.iter().enumerate() {
-            push_if(&mut hits, &mut count, dist <= limit, (base + i) as u32);
-        }
-        cand.rows.extend_from_slice(&hits[..count]);
+        each_within(d, limit, |i| cand.rows.push((base + i) as u32));
         true
     });
     gather_body(Col::F32(a), Col::F32(b), cand);
