@@ -10,10 +10,10 @@ mod source;
 mod stats;
 mod transpose;
 
-pub use source::Source;
 pub(crate) use source::common_rows;
-pub use stats::DimStats;
+pub use source::Source;
 use stats::summarise;
+pub use stats::DimStats;
 pub(crate) use transpose::advise_huge_pages;
 use transpose::transpose;
 
