@@ -59,7 +59,9 @@ from pathlib import Path
 import numpy as np
 
 _PYTHON = Path(__file__).resolve().parent.parent / "python"
-if any((_PYTHON / "zcore_fast").glob("_native*")):  # the in-place build, not a stale install
+# The in-place build (an extension module beside the sources, not the .pyi stub), not a
+# stale install.
+if any(p.suffix in (".so", ".pyd") for p in (_PYTHON / "zcore_fast").glob("_native*")):
     sys.path.insert(0, str(_PYTHON))
 import zcore_fast  # noqa: E402
 from _scale_data import (  # noqa: E402

@@ -170,8 +170,9 @@ impl Isa {
     }
 
     /// Whether the 16-bit coarse row filter runs vectorised at this level
-    /// (AVX2, or AVX-512 with VBMI2's 16-bit compress): only then is the
-    /// coarse copy worth building.
+    /// (every level but the portable one: 32 rows a step where AVX-512 has
+    /// VBMI2's 16-bit compress, else AVX2's 16): only then is the coarse
+    /// copy worth building.
     pub fn has_coarse16(self) -> bool {
         self.level != Level::Portable
     }
@@ -211,6 +212,13 @@ impl Candidates {
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
+
+    /// Panics unless the coordinates (and, with `dist`, the distances)
+    /// have one entry per row: the vector kernels read them unchecked.
+    fn check(&self, dist: bool) {
+        let n = self.rows.len();
+        assert!(self.xa.len() == n && self.xb.len() == n && (!dist || self.dist.len() == n));
+    }
 }
 
 /// A bucket's rows for the band search, their values in the band
@@ -229,13 +237,35 @@ pub struct Block<'a> {
     pub qo: f32,
 }
 
+impl Block<'_> {
+    /// Panics unless every row lies in `other` and each has a value: the
+    /// vector kernels gather `other[row]` unchecked. (A bucket is ~128
+    /// rows; the check is one vectorised pass over them.)
+    fn check(&self) {
+        assert_eq!(self.rows.len(), self.vals.len());
+        let top = self.rows.iter().copied().max().unwrap_or(0) as usize;
+        assert!(
+            self.rows.is_empty() || top < self.other.len(),
+            "row {top} past the column"
+        );
+    }
+}
+
+/// Panics unless there is at least one column, all of one length, and one
+/// query coordinate per column: the vector kernels read them unchecked.
+fn check_cols(cols: &[&[f32]], q: &[f32]) {
+    assert!(!cols.is_empty() && q.len() == cols.len());
+    assert!(cols.iter().all(|c| c.len() == cols[0].len()));
+}
+
 /// Calls the kernel `$f` of `$isa`'s level with the given arguments.
 macro_rules! dispatch {
     ($isa:expr, $f:ident($($arg:expr),* $(,)?)) => {
         match $isa.level {
             Level::Portable => portable::$f($($arg),*),
             // SAFETY: an `Isa` of this level exists only if the CPU runs it
-            // (see the module doc).
+            // (see the module doc), and each `Isa` method checks the
+            // kernel's input preconditions (lengths, rows) before this.
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => unsafe { x86_64::avx2::$f($($arg),*) },
             // SAFETY: as above.
@@ -252,6 +282,7 @@ macro_rules! dispatch {
 impl Isa {
     /// The row nearest to `q` over `cols` (ties: lowest row).
     pub fn nearest(self, cols: &[&[f32]], q: &[f32]) -> Neighbour {
+        check_cols(cols, q);
         dispatch!(self, nearest(cols, q))
     }
 
@@ -275,6 +306,7 @@ impl Isa {
         scratch: &mut Vec<u32>,
         out: &mut Vec<Neighbour>,
     ) {
+        check_cols(cols, q);
         dispatch!(self, within(cols, q, limit, exclude, scratch, out))
     }
 
@@ -298,6 +330,7 @@ impl Isa {
     /// Distances of the rows of `cols` (the pool's subsample columns) to
     /// `q` into `out`; returns the least and the greatest.
     pub fn subsample_distances(self, cols: &[&[f32]], q: &[f32], out: &mut Vec<f32>) -> (f32, f32) {
+        check_cols(cols, q);
         dispatch!(self, subsample_distances(cols, q, out))
     }
 
@@ -323,10 +356,12 @@ impl Isa {
     }
 
     /// Rows whose 16-bit coarse distance (|ca - qa| + |cb - qb| over the
-    /// coarse columns) is at most `limit`, with their exact coordinates from
+    /// coarse columns, values and `q` within +-16,383 so that the sum fits
+    /// u16; every level wraps alike beyond that) is at most `limit`, with their exact coordinates from
     /// `exact`, into `cand`. Vectorised where `has_coarse16` (32 rows a step
-    /// with AVX-512 VBMI2, 16 with AVX2); elsewhere a scalar loop (the coarse copy is only built where it pays, but the
-    /// filter is tested on every level).
+    /// with AVX-512 VBMI2, 16 with AVX2); elsewhere a scalar loop (the
+    /// coarse copy is only built where it pays, but the filter is tested on
+    /// every level).
     pub fn collect_coarse(
         self,
         coarse: [&[i16]; 2],
@@ -337,6 +372,10 @@ impl Isa {
     ) {
         let n = coarse[0].len();
         assert!(coarse[1].len() == n && exact[0].len() == n && exact[1].len() == n);
+        assert!(
+            q.iter().all(|&x| x.unsigned_abs() <= 16_383),
+            "q outside +-16,383"
+        );
         #[cfg(target_arch = "x86_64")]
         if self.vbmi2 {
             // SAFETY: `vbmi2` is set only after detecting AVX-512 VBMI2 on
@@ -365,6 +404,7 @@ impl Isa {
     /// The candidate nearest to `q` (ties: lowest row); None if there are
     /// no candidates.
     pub fn nearest_of(self, cand: &Candidates, q: [f32; 2]) -> Option<Neighbour> {
+        cand.check(false);
         dispatch!(self, nearest_of(cand, q))
     }
 
@@ -377,6 +417,7 @@ impl Isa {
         exclude: u32,
         limit: f32,
     ) -> usize {
+        cand.check(false);
         dispatch!(self, distances_to(cand, c, exclude, limit))
     }
 
@@ -393,12 +434,13 @@ impl Isa {
     /// The candidates nearer than `kth` and, of those at `kth`, the `ties`
     /// lowest rows, into `out`.
     pub fn emit(self, cand: &Candidates, kth: f32, ties: usize, out: &mut Vec<Neighbour>) {
+        cand.check(true);
         dispatch!(self, emit(cand, kth, ties, out))
     }
 
     /// The distance of every row of the block, into `out` (cleared first).
     pub fn band_distances(self, b: Block<'_>, out: &mut Vec<f32>) {
-        assert_eq!(b.rows.len(), b.vals.len());
+        b.check();
         dispatch!(self, band_distances(b, out))
     }
 
@@ -411,7 +453,7 @@ impl Isa {
         exclude: u32,
         out: &mut Vec<Neighbour>,
     ) {
-        assert_eq!(b.rows.len(), b.vals.len());
+        b.check();
         dispatch!(self, band_collect_within(b, limit, exclude, out))
     }
 

@@ -288,3 +288,51 @@ fn the_isa_token_checks_the_cpu() {
         .iter()
         .all(|i| i.has_coarse16() == (i.level() != Level::Portable)));
 }
+
+/// Inputs the vector kernels would read past (columns of different
+/// lengths, rows past the other column, distances not computed) panic at
+/// the dispatch, on every level, rather than reach unchecked reads.
+#[test]
+fn kernels_refuse_inputs_they_would_read_past() {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let refused = |f: &mut dyn FnMut()| catch_unwind(AssertUnwindSafe(f)).is_err();
+    let (long, short) = (vec![0.5f32; 64], vec![0.5f32; 8]);
+    let other = vec![0.5f32; 16];
+    for isa in Isa::supported() {
+        let cols = [&long[..], &short[..]];
+        assert!(refused(&mut || {
+            isa.nearest(&cols, &[0.0, 0.0]);
+        }));
+        assert!(refused(&mut || {
+            isa.within(&cols, &[0.0, 0.0], 1.0, 0, &mut Vec::new(), &mut Vec::new());
+        }));
+        assert!(refused(&mut || {
+            isa.subsample_distances(&cols, &[0.0, 0.0], &mut Vec::new());
+        }));
+        assert!(refused(&mut || {
+            isa.nearest(&[&long[..]], &[0.0, 0.0]);
+        }));
+        let block = Block {
+            rows: &[3, 5000],
+            vals: &[0.0, 0.0],
+            other: Col::F32(&other),
+            qb: 0.0,
+            qo: 0.0,
+        };
+        assert!(refused(&mut || isa.band_distances(block, &mut Vec::new())));
+        assert!(refused(&mut || {
+            isa.band_collect_within(block, 1.0, 0, &mut Vec::new());
+        }));
+        let mut cand = Candidates::default();
+        isa.collect(&long, &long, [0.5, 0.5], 1.0, &mut cand);
+        assert_eq!(cand.len(), 64);
+        assert!(refused(&mut || isa.emit(&cand, 0.0, 0, &mut Vec::new())));
+        cand.xb.pop();
+        assert!(refused(&mut || {
+            isa.distances_to(&mut cand, [0.0, 0.0], 0, 1.0);
+        }));
+        assert!(refused(&mut || {
+            isa.nearest_of(&cand, [0.0, 0.0]);
+        }));
+    }
+}

@@ -12,7 +12,7 @@
 //!
 //! The rows scanned grow like sqrt(k N) rather than N, which is what makes
 //! pools of millions of rows affordable. Samples are grouped by their band
-//! dimension so one index serves hundreds of samples (see `zcore.rs`).
+//! dimension so one index serves hundreds of samples (see `score/runner.rs`).
 
 use super::{keep_smallest, Neighbour};
 use crate::arch::{Block, Isa};

@@ -31,7 +31,7 @@ pub struct Coarse {
 
 impl Coarse {
     /// The coarse copy of `pool`, or None where it cannot help: `isa`
-    /// has no 16-bit pass (AVX-512 with VBMI2), float16 columns, every
+    /// has no vectorised 16-bit pass (`Isa::has_coarse16`), float16 columns, every
     /// dimension constant, or too large.
     pub fn build(pool: &Pool<'_>, isa: Isa) -> Option<Coarse> {
         if !isa.has_coarse16() {

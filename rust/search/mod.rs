@@ -439,7 +439,7 @@ mod tests {
     }
 
     /// The subsample's distances, least and greatest are the same bits on
-    /// every instruction set (AVX-512 fuses the two-dimensional pass).
+    /// every instruction-set level (the vector levels fuse the two-dimensional pass).
     #[test]
     fn subsample_distances_agree_across_isas() {
         let mut rng = TestRng(9);

@@ -8,8 +8,10 @@
 //! whole block of 8 are done by scalar code with the same arithmetic, or by
 //! masked loads and gathers. Same arithmetic as `portable.rs` throughout.
 //!
-//! Safety contract of every `unsafe fn` here: the CPU runs the AVX2 level
-//! (`super::has_avx2`), which `Isa` guarantees.
+//! Safety contract of every `unsafe fn` here: the CPU runs the AVX2 level (`super::has_avx2`),
+//! which `Isa` guarantees, and the inputs meet the preconditions the
+//! `Isa` methods check before dispatching (columns of one length, rows
+//! within their column, a candidate set's vectors of one length).
 
 use super::super::portable;
 use super::super::{Block, Candidates, PenaltyBuffers};

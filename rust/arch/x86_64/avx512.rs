@@ -3,8 +3,10 @@
 //! and the candidate kernels; the portable bodies, compiled with these
 //! features, for the rest. Same arithmetic as `portable.rs`.
 //!
-//! Safety contract of every `unsafe fn` here: the CPU runs the AVX-512
-//! level (`super::has_avx512`), which `Isa` guarantees.
+//! Safety contract of every `unsafe fn` here: the CPU runs the AVX-512 level (`super::has_avx512`),
+//! which `Isa` guarantees, and the inputs meet the preconditions the
+//! `Isa` methods check before dispatching (columns of one length, rows
+//! within their column, a candidate set's vectors of one length).
 
 use super::super::portable;
 use super::super::{Block, Candidates, PenaltyBuffers};
@@ -465,6 +467,11 @@ pub(in crate::arch) unsafe fn nearest_of(cand: &Candidates, q: [f32; 2]) -> Opti
         i += 16;
     }
     let dist = _mm512_reduce_min_ps(best);
+    if dist == f32::INFINITY {
+        // No lane ever improved (only overflowing inputs get here): the
+        // first candidate, as the portable body answers.
+        return portable::nearest_of_body(cand, q);
+    }
     let at = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(best, _mm512_set1_ps(dist));
     let row = _mm512_mask_reduce_min_epu32(at, best_row);
     Some(Neighbour { row, dist })

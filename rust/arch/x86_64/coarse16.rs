@@ -3,8 +3,8 @@
 //! the exact f32 coordinates of the rows that pass, by gathers.
 //!
 //! Safety contract of every `unsafe fn` here: the CPU runs the AVX-512
-//! level and VBMI2 (`super::has_vbmi2`), which `Isa::has_coarse16`
-//! guarantees.
+//! level and VBMI2 (`super::has_vbmi2`), which an `Isa` whose private
+//! `vbmi2` flag is set guarantees (it is set only after that detection).
 
 use super::super::Candidates;
 use super::avx512::gather_coordinates;
