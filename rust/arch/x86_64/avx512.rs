@@ -271,65 +271,7 @@ unsafe fn within2<const HALF: bool>(
     out.set_len(count);
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,popcnt")]
-pub(in crate::arch) unsafe fn nearest(cols: &[&[f32]], q: &[f32]) -> Neighbour {
-    match (cols, q) {
-        (&[a, b], &[qa, qb]) => {
-            nearest2::<false>(a.as_ptr().cast(), b.as_ptr().cast(), a.len(), [qa, qb])
-        }
-        _ => portable::nearest_body(cols, q),
-    }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-pub(in crate::arch) unsafe fn nearest_f16(a: &[u16], b: &[u16], q: [f32; 2]) -> Option<Neighbour> {
-    Some(nearest2::<true>(
-        a.as_ptr().cast(),
-        b.as_ptr().cast(),
-        a.len(),
-        q,
-    ))
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,popcnt")]
-pub(in crate::arch) unsafe fn within(
-    cols: &[&[f32]],
-    q: &[f32],
-    limit: f32,
-    exclude: u32,
-    scratch: &mut Vec<u32>,
-    out: &mut Vec<Neighbour>,
-) {
-    match (cols, q) {
-        (&[a, b], &[qa, qb]) => within2::<false>(
-            a.as_ptr().cast(),
-            b.as_ptr().cast(),
-            a.len(),
-            [qa, qb],
-            limit,
-            exclude,
-            scratch,
-            out,
-        ),
-        _ => portable::within_body(cols, q, limit, exclude, out),
-    }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt")]
-#[allow(clippy::too_many_arguments)]
-pub(in crate::arch) unsafe fn within_f16(
-    a: &[u16],
-    b: &[u16],
-    q: [f32; 2],
-    limit: f32,
-    exclude: u32,
-    scratch: &mut Vec<u32>,
-    out: &mut Vec<Neighbour>,
-) -> bool {
-    let (pa, pb) = (a.as_ptr().cast(), b.as_ptr().cast());
-    within2::<true>(pa, pb, a.len(), q, limit, exclude, scratch, out);
-    true
-}
+super::two_column_passes!("avx512f,avx512bw,avx512vl,avx512dq,popcnt");
 
 /// The portable body compiled for AVX-512; two-dimensional subspaces get
 /// one fused pass (distances, least and greatest together).
@@ -406,33 +348,6 @@ pub(super) unsafe fn gather_coordinates<const HALF: bool>(
     }
     cand.xa.set_len(count);
     cand.xb.set_len(count);
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt")]
-pub(in crate::arch) unsafe fn collect(
-    a: &[f32],
-    b: &[f32],
-    q: [f32; 2],
-    limit: f32,
-    cand: &mut Candidates,
-) {
-    let (pa, pb, n) = (a.as_ptr().cast(), b.as_ptr().cast(), a.len());
-    hit_rows::<false>(pa, pb, n, q, limit, &mut cand.rows);
-    gather_coordinates::<false>(pa, pb, n, cand);
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt")]
-pub(in crate::arch) unsafe fn collect_f16(
-    a: &[u16],
-    b: &[u16],
-    q: [f32; 2],
-    limit: f32,
-    cand: &mut Candidates,
-) -> bool {
-    let (pa, pb, n) = (a.as_ptr().cast(), b.as_ptr().cast(), a.len());
-    hit_rows::<true>(pa, pb, n, q, limit, &mut cand.rows);
-    gather_coordinates::<true>(pa, pb, n, cand);
-    true
 }
 
 /// The portable body compiled with DQ's conversions, which vectorise it.

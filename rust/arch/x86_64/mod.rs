@@ -1,5 +1,100 @@
 //! x86-64 levels: detection, and what their kernels share.
 
+/// The entry points every x86 level has for two-column subspaces, written
+/// once: each level module defines `nearest2`, `within2`, `hit_rows` and
+/// `gather_coordinates` (generic over f32 or float16 columns, `HALF`) and
+/// invokes this with the target features of its level; other subspace
+/// sizes take the portable bodies, compiled with those features.
+macro_rules! two_column_passes {
+    ($features:literal) => {
+        #[target_feature(enable = $features)]
+        pub(in crate::arch) unsafe fn nearest(cols: &[&[f32]], q: &[f32]) -> Neighbour {
+            match (cols, q) {
+                (&[a, b], &[qa, qb]) => {
+                    nearest2::<false>(a.as_ptr().cast(), b.as_ptr().cast(), a.len(), [qa, qb])
+                }
+                _ => portable::nearest_body(cols, q),
+            }
+        }
+
+        #[target_feature(enable = $features)]
+        pub(in crate::arch) unsafe fn nearest_f16(
+            a: &[u16],
+            b: &[u16],
+            q: [f32; 2],
+        ) -> Option<Neighbour> {
+            Some(nearest2::<true>(
+                a.as_ptr().cast(),
+                b.as_ptr().cast(),
+                a.len(),
+                q,
+            ))
+        }
+
+        #[target_feature(enable = $features)]
+        pub(in crate::arch) unsafe fn within(
+            cols: &[&[f32]],
+            q: &[f32],
+            limit: f32,
+            exclude: u32,
+            scratch: &mut Vec<u32>,
+            out: &mut Vec<Neighbour>,
+        ) {
+            match (cols, q) {
+                (&[a, b], &[qa, qb]) => {
+                    let (pa, pb) = (a.as_ptr().cast(), b.as_ptr().cast());
+                    within2::<false>(pa, pb, a.len(), [qa, qb], limit, exclude, scratch, out)
+                }
+                _ => portable::within_body(cols, q, limit, exclude, out),
+            }
+        }
+
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        pub(in crate::arch) unsafe fn within_f16(
+            a: &[u16],
+            b: &[u16],
+            q: [f32; 2],
+            limit: f32,
+            exclude: u32,
+            scratch: &mut Vec<u32>,
+            out: &mut Vec<Neighbour>,
+        ) -> bool {
+            let (pa, pb) = (a.as_ptr().cast(), b.as_ptr().cast());
+            within2::<true>(pa, pb, a.len(), q, limit, exclude, scratch, out);
+            true
+        }
+
+        #[target_feature(enable = $features)]
+        pub(in crate::arch) unsafe fn collect(
+            a: &[f32],
+            b: &[f32],
+            q: [f32; 2],
+            limit: f32,
+            cand: &mut Candidates,
+        ) {
+            let (pa, pb, n) = (a.as_ptr().cast(), b.as_ptr().cast(), a.len());
+            hit_rows::<false>(pa, pb, n, q, limit, &mut cand.rows);
+            gather_coordinates::<false>(pa, pb, n, cand);
+        }
+
+        #[target_feature(enable = $features)]
+        pub(in crate::arch) unsafe fn collect_f16(
+            a: &[u16],
+            b: &[u16],
+            q: [f32; 2],
+            limit: f32,
+            cand: &mut Candidates,
+        ) -> bool {
+            let (pa, pb, n) = (a.as_ptr().cast(), b.as_ptr().cast(), a.len());
+            hit_rows::<true>(pa, pb, n, q, limit, &mut cand.rows);
+            gather_coordinates::<true>(pa, pb, n, cand);
+            true
+        }
+    };
+}
+pub(super) use two_column_passes;
+
 pub(super) mod avx2;
 pub(super) mod avx512;
 pub(super) mod coarse16;
