@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import zcore_fast
 from reference import clustered
-from zcore_fast import _native, cache_admin, cache_lock
-from zcore_fast import cache as zcache
-from zcore_fast.cache_entries import Entry
+from zcore_fast import _native
+from zcore_fast.cache import admin as cache_admin
+from zcore_fast.cache import build as zcache
+from zcore_fast.cache import lock as cache_lock
+from zcore_fast.cache.entries import Entry
 from zcore_fast.cli import main
 
 FAST = {"n_sample": 2000, "redund_nn": 20, "backend": "cpu", "threads": 2}

@@ -182,7 +182,7 @@ def test_empty_source_and_help(tmp_path, capsys) -> None:
 
 
 def test_worker_errors_are_reported_by_their_last_line() -> None:
-    from zcore_fast.cli_embed import _one_line
+    from zcore_fast.cli.embed import _one_line
 
     worker = ValueError(
         "Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent "

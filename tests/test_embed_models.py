@@ -13,7 +13,8 @@ from embed_helpers import tiny_clip_spec, write_images
 torch = pytest.importorskip("torch")  # the `test` extra installs it; CI runs these for real
 open_clip = pytest.importorskip("open_clip")
 from zcore_fast.embedding import ACCEPTED_FORMS, embed, parse_spec  # noqa: E402
-from zcore_fast.embedding.models import load_model, strip_classifier  # noqa: E402
+from zcore_fast.embedding.families import load_model  # noqa: E402
+from zcore_fast.embedding.models import strip_classifier  # noqa: E402
 
 FAST = {"batch_size": 4, "workers": 0, "device": "cpu", "dtype": "float32"}
 

@@ -12,6 +12,8 @@ import torch
 
 from zcore_fast.embedding.models import (
     LoadedModel,
+    default_transform,
+    factory_model,
     seeded,
     strip_classifier,
     weights_record,
@@ -19,6 +21,20 @@ from zcore_fast.embedding.models import (
 from zcore_fast.embedding.specs import RANDOM, ModelSpec
 
 _FILE_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".ckpt")
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Builds the encoder a spec names, on the CPU, in eval mode. Weights are
+    never downloaded: a tag works only when its file is already in a local cache."""
+    loaders = {
+        "open_clip": open_clip_model,
+        "timm": timm_model,
+        "torchvision": torchvision_model,
+        "factory": factory_model,
+    }
+    loaded = loaders[spec.kind](spec)
+    loaded.module.eval()
+    return loaded
 
 
 def open_clip_model(spec: ModelSpec) -> LoadedModel:
@@ -126,8 +142,6 @@ def torchvision_model(spec: ModelSpec) -> LoadedModel:
             raise ValueError(f"{path} does not fit {spec.spec}: {detail}") from None
     strip_classifier(model, spec.spec)
     if preset is None:
-        from zcore_fast.embedding.models import default_transform
-
         transform = default_transform()
     else:
         transform = preset.transforms()

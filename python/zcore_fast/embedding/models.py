@@ -52,22 +52,6 @@ class LoadedModel:
         }
 
 
-def load_model(spec: ModelSpec) -> LoadedModel:
-    """Builds the encoder a spec names, on the CPU, in eval mode. Weights are
-    never downloaded: a tag works only when its file is already in a local cache."""
-    from zcore_fast.embedding import families
-
-    loaders = {
-        "open_clip": families.open_clip_model,
-        "timm": families.timm_model,
-        "torchvision": families.torchvision_model,
-        "factory": factory_model,
-    }
-    loaded = loaders[spec.kind](spec)
-    loaded.module.eval()
-    return loaded
-
-
 def module_model(module: Any, transform: Transform | None = None) -> LoadedModel:
     """Wraps a user's torch module (the API's `model=`), with the default
     transform when none is given."""

@@ -310,7 +310,8 @@ def _discard(partials: list[tuple[Output, PartialArray]], record: Path) -> None:
 def _load_models(
     model: ModelArg | Sequence[ModelArg], weights: Any, transform: Any
 ) -> list[LoadedModel]:
-    from zcore_fast.embedding.models import load_model, module_model
+    from zcore_fast.embedding.families import load_model
+    from zcore_fast.embedding.models import module_model
     from zcore_fast.embedding.specs import parse_spec
 
     many = isinstance(model, (list, tuple))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -14,6 +13,7 @@ import numpy as np
 from zcore_fast import _native, backends
 from zcore_fast.cache import CacheMode, cached, check_mode
 from zcore_fast.io import Embeddings, PathLike, as_sources
+from zcore_fast.threads import available_threads
 
 ProgressFn = Callable[[int, int], object]
 SampleCount = Union[int, Literal["auto"]]
@@ -93,14 +93,6 @@ DEFAULTS: dict[str, object] = {
     "rand_init": True,
     "seed": 0,
 }
-
-
-def available_threads() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _positive_int(name: str, value: object) -> int:

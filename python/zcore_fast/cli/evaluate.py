@@ -1,6 +1,6 @@
 """`zcore-fast evaluate` and `zcore-fast plot`: coreset quality on the command line.
 
-`cli.py` registers these subcommands and routes to `run_quality` and
+`main.py` registers these subcommands and routes to `run_quality` and
 `report_quality`; everything they do lives here. Usage errors (bad flag
 values) exit 2, problems with the data or files exit 1, as for `select`.
 """
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zcore_fast.cli_usage import sample_count
+from zcore_fast.cli.usage import UsageError, sample_count
 from zcore_fast.evaluation.harness import PRUNE_RATES
 from zcore_fast.methods.zcore import DEFAULTS
 
@@ -25,9 +25,6 @@ _ZCORE_FLAGS = ("n_sample", "sample_dim", "redund_nn", "redund_exp", "rand_init"
 
 
 def _usage(message: str) -> Exception:
-    # cli.py imports this module, so its UsageError is looked up at call time.
-    from zcore_fast.cli import UsageError
-
     return UsageError(message)
 
 
@@ -144,7 +141,7 @@ def report_quality(summary: dict[str, Any], args: argparse.Namespace) -> None:
     elif args.quiet:
         return
     elif args.command == "evaluate":
-        from zcore_fast.cli_table import print_results
+        from zcore_fast.cli.table import print_results
 
         print_results(summary)
     else:

@@ -1,4 +1,5 @@
-"""`zcore-fast`: score embeddings and select coresets from the command line.
+"""`zcore-fast`: the parser, the `select` and `score` commands, and the
+routing to the other command families (cache.py, embed.py, evaluate.py).
 
 Exit status: 0 success, 1 runtime error, 2 usage error, 130 interrupted.
 """
@@ -19,16 +20,16 @@ import numpy as np
 
 from zcore_fast import _native
 from zcore_fast.backends import BACKENDS
-from zcore_fast.cli_cache import add_cache_command, add_cache_flags, run_cache_command
-from zcore_fast.cli_embed import add_embed_command, run_embed_command
-from zcore_fast.cli_evaluate import (
+from zcore_fast.cli.cache import add_cache_command, add_cache_flags, run_cache_command
+from zcore_fast.cli.embed import add_embed_command, run_embed_command
+from zcore_fast.cli.evaluate import (
     QUALITY_COMMANDS,
     add_quality_commands,
     report_quality,
     run_quality,
 )
-from zcore_fast.cli_methods import add_method_flags, options_from_args, run_select
-from zcore_fast.cli_usage import UsageError, sample_count
+from zcore_fast.cli.methods import add_method_flags, options_from_args, run_select
+from zcore_fast.cli.usage import UsageError, sample_count
 from zcore_fast.io import (
     as_sources,
     check_output_path,
@@ -101,7 +102,7 @@ def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
         help="auto: a CUDA GPU when PyTorch sees one, else cpu (the Rust engine); "
         "cuda: PyTorch on GPUs; torch: PyTorch on the CPU (default %(default)s)",
     )
-    add_cache_flags(p)  # --cache, --cache-dir (cli_cache.py)
+    add_cache_flags(p)  # --cache, --cache-dir (cache.py)
     o = p.add_argument_group("output")
     o.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     o.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -130,13 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="indices: .npy (int64), .txt (one a line) or .csv (index,score,rank)",
     )
     sel.add_argument("--scores-out", help="also write all scores (.npy, float32)")
-    add_method_flags(sel)  # --method and its flags (cli_methods.py)
+    add_method_flags(sel)  # --method and its flags (methods.py)
     sc = sub.add_parser("score", help="score embeddings and write the scores")
     _add_scoring_flags(sc)
     sc.add_argument("-o", "--output", required=True, help="scores .npy (float32, one per row)")
-    add_quality_commands(sub)  # evaluate, plot (cli_evaluate.py)
-    add_embed_command(sub)  # embed (cli_embed.py)
-    add_cache_command(sub)  # cache (cli_cache.py)
+    add_quality_commands(sub)  # evaluate, plot (evaluate.py)
+    add_embed_command(sub)  # embed (embed.py)
+    add_cache_command(sub)  # cache (cache.py)
     return parser
 
 
@@ -297,9 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         # A shell may start us with SIGINT ignored; Ctrl-C must still stop us.
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    if args.command == "embed":  # reports its own errors (cli_embed.py)
+    if args.command == "embed":  # reports its own errors (embed.py)
         return run_embed_command(args, parser)
-    if args.command == "cache":  # likewise (cli_cache.py)
+    if args.command == "cache":  # likewise (cache.py)
         return run_cache_command(args, parser)
     try:
         summary = run(args)
@@ -317,7 +318,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     _report(summary, args)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from zcore_fast.cli_usage import UsageError
+from zcore_fast.cli.usage import UsageError
 from zcore_fast.io import save_array, save_selection
 from zcore_fast.methods.base import PROGRESS_TOTAL
 from zcore_fast.methods.ccs import SCORE_DESCENDING, STRATA

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zcore_fast.cache_entries import PREFIX, Entry, npy_complete, read_sidecar
-from zcore_fast.cache_lock import remove_held, try_hold
+from zcore_fast.cache.entries import PREFIX, Entry, npy_complete, read_sidecar
+from zcore_fast.cache.lock import remove_held, try_hold
 
 #: Temporary files older than this are leftovers of a killed build (a
 #: running build holds its entry's lock, so its file is never removed).

@@ -1,7 +1,5 @@
-"""Pieces of command-line parsing that cli.py and its helper modules share:
-the usage error, in a module of its own so that there is one class also
-under `python -m zcore_fast.cli` (where cli.py runs as __main__ and a second
-copy of it would define another), and flag value types."""
+"""Pieces of command-line parsing that the command modules share: the
+usage error (exit status 2) and flag value types."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ whether an entry still matches its sources.
 
 An entry is `columns-<16 hex>.npy` (the dimension-major copy, a standard
 Fortran-order .npy) with a sidecar `columns-<16 hex>.json` recording its
-sources, and a lock file `columns-<16 hex>.lock` (cache_lock.py). The key
+sources, and a lock file `columns-<16 hex>.lock` (lock.py). The key
 hashes, for each source in order, its real path, size, mtime (ns), inode
 and the sha256 of its .npy header, so a changed source gets a new key.
 """
@@ -129,7 +129,7 @@ class Entry:
 
     @property
     def lock(self) -> Path:
-        """The lock file (cache_lock.py)."""
+        """The lock file (lock.py)."""
         return self.directory / f"{self.name}.lock"
 
     def temp_path(self) -> Path:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from zcore_fast.cache import CACHE_MODES, cache_dir_or_default
-from zcore_fast.cache_admin import TEMP_MAX_AGE, Cleared, Listing, clear, scan
-from zcore_fast.cli_usage import UsageError
+from zcore_fast.cache.admin import TEMP_MAX_AGE, Cleared, Listing, clear, scan
+from zcore_fast.cli.usage import UsageError
 
 _DIR_HELP = (
     "cache directory (default $ZCORE_FAST_CACHE_DIR, else $XDG_CACHE_HOME/zcore-fast, "

@@ -6,8 +6,8 @@ transposes into memory (cheap); for a file larger than RAM that copy cannot
 exist, so it is written once to the cache directory instead (by the Rust
 engine, `_native.build_cache`) and memory-mapped from there: its pages stay
 file-backed and the OS can evict them. The copy is reused while the inputs
-are unchanged (cache_entries.py: the key) and built atomically under a lock
-(cache_lock.py), so a failed or concurrent build never leaves a half-written
+are unchanged (entries.py: the key) and built atomically under a lock
+(lock.py), so a failed or concurrent build never leaves a half-written
 entry in use.
 """
 
@@ -25,10 +25,11 @@ from typing import Callable, Literal, Union
 import numpy as np
 
 from zcore_fast import _native
-from zcore_fast.cache_admin import remove_entry, scan
-from zcore_fast.cache_entries import Entry, SourceStat, entry_for, matches, write_sidecar
-from zcore_fast.cache_lock import hold, remove_held
+from zcore_fast.cache.admin import remove_entry, scan
+from zcore_fast.cache.entries import Entry, SourceStat, entry_for, matches, write_sidecar
+from zcore_fast.cache.lock import hold, remove_held
 from zcore_fast.io import Embeddings, PathLike, as_sources
+from zcore_fast.threads import available_threads
 
 #: What a `cache=` value means: cache large inputs only, always, or never.
 Mode = Literal["auto", "always", "never"]
@@ -150,9 +151,6 @@ def cached(
         yield Prepared(list(sources))
         return
     if threads is None:
-        # Imported here: methods.zcore imports this module.
-        from zcore_fast.methods.zcore import available_threads
-
         threads = available_threads()
     entry = plan.entry
     entry.directory.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zcore_fast.cli_usage import UsageError
+from zcore_fast.cli.usage import UsageError
 
 _EPILOG = """\
 models (repeat --model to concatenate features; --pretrained/--weights apply to the
