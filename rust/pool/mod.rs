@@ -86,22 +86,6 @@ impl Pool<'_> {
         }
     }
 
-    /// Column `dim` as f32: the stored slice, or a widened copy in `scratch`.
-    #[inline]
-    pub fn column<'s>(&'s self, dim: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
-        match self.col(dim) {
-            Col::F32(c) => c,
-            Col::F16(c) => {
-                use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
-                // One conversion of the whole slice (it detects F16C once),
-                // not a dispatched call per value.
-                scratch.resize(c.len(), 0.0);
-                c.reinterpret_cast::<f16>().convert_to_f32_slice(scratch);
-                scratch
-            }
-        }
-    }
-
     /// The value of `row` in dimension `dim`.
     #[inline]
     pub fn value(&self, dim: usize, row: usize) -> f32 {
