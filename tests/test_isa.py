@@ -69,6 +69,9 @@ def test_report_and_json_name_the_level(monkeypatch, tmp_path, capsys) -> None:
     argv = ["select", str(path), "--budget", "0.1", "-o", str(out), "--json"]
     assert main([*argv, "--n-sample", "2000", "--redund-nn", "40", "--backend", "cpu"]) == 0
     assert json.loads(capsys.readouterr().out)["parameters"]["isa"] == LEVELS[-1]
+    monkeypatch.setenv("ZCORE_FAST_ISA", "portable")
+    assert main([*argv[:-1], "--n-sample", "2000", "--redund-nn", "40", "--backend", "cpu"]) == 0
+    assert "(portable kernels)" in capsys.readouterr().out
 
 
 def test_unknown_level_is_a_clear_error(monkeypatch) -> None:

@@ -265,13 +265,22 @@ def _report(summary: dict[str, Any], args: argparse.Namespace) -> None:
             print(
                 f"kept {summary['kept']:,} of {summary['n']:,} rows "
                 f"({summary['kept'] / summary['n']:.1%}) -> {summary['output']} "
-                f"in {summary['seconds']:.1f} s{_convergence_note(summary)}{_cache_note(summary)}"
+                f"in {summary['seconds']:.1f} s{_isa_note(summary)}{_convergence_note(summary)}"
+                f"{_cache_note(summary)}"
             )
         else:
             print(
                 f"scored {summary['n']:,} rows -> {summary['output']} in "
-                f"{summary['seconds']:.1f} s{_convergence_note(summary)}{_cache_note(summary)}"
+                f"{summary['seconds']:.1f} s{_isa_note(summary)}{_convergence_note(summary)}"
+                f"{_cache_note(summary)}"
             )
+
+
+def _isa_note(summary: dict[str, Any]) -> str:
+    """' (avx2 kernels)' when the Rust engine scored: which instruction-set
+    level ran (ZCORE_FAST_ISA picks another) explains the speed."""
+    isa = summary.get("parameters", {}).get("isa")
+    return f" ({isa} kernels)" if isa else ""
 
 
 def _convergence_note(summary: dict[str, Any]) -> str:
