@@ -324,21 +324,12 @@ impl Searcher {
         }
         let q = [q[0], q[1]];
         let mut cand = std::mem::take(&mut self.cand);
-        let coarse_done =
-            coarse.is_some_and(|c| c.collect(self.isa, pool, [d0, d1], q, radius, &mut cand));
-        let half_done = !coarse_done
-            && half_pair(pool, dims)
-                .is_some_and(|(a, b)| self.isa.collect_f16(a, b, q, radius, &mut cand));
-        if !coarse_done && !half_done {
-            let mut wide = std::mem::take(&mut self.wide);
-            let cols = columns(self.isa, pool, dims, &mut wide);
-            self.isa.collect(cols[0], cols[1], q, radius, &mut cand);
-            self.wide = wide;
-        }
+        self.collect_within(pool, coarse, [d0, d1], q, radius, &mut cand);
         // The coarse filter may pass rows beyond `radius`: the winner is
         // certain only if it lies within.
         let winner = self.isa.nearest_of(&cand, q).filter(|w| w.dist <= radius);
-        let found = winner.and_then(|winner| {
+        let mut found = None;
+        if let Some(winner) = winner {
             let w = winner.row as usize;
             let centre = [pool.value(d0 as usize, w), pool.value(d1 as usize, w)];
             let limit = round_down(
@@ -346,11 +337,49 @@ impl Searcher {
                     - f64::from(winner.dist)
                     - 1e-36,
             );
-            one_pass::nearest_k_of(self.isa, &mut cand, centre, limit, winner.row, k, out)
-                .then_some(winner)
-        });
+            let isa = self.isa;
+            if one_pass::nearest_k_of(isa, &mut cand, centre, limit, winner.row, k, out) {
+                found = Some(winner);
+            } else {
+                // The winner lies far from `q`, so too few rows were surely
+                // collected around it: one more pass, centred on the winner,
+                // out to the subsample's estimate of its k-th distance.
+                let (kth, _) = self.subsample_select(pool, dims, &centre, rank);
+                let around = round_up(f64::from(kth));
+                if around.is_finite() {
+                    self.collect_within(pool, coarse, [d0, d1], centre, around, &mut cand);
+                    found =
+                        one_pass::nearest_k_of(isa, &mut cand, centre, around, winner.row, k, out)
+                            .then_some(winner);
+                }
+            }
+        }
         self.cand = cand;
         found
+    }
+
+    /// Every row within `radius` of `q` in the subspace `dims` (and, from
+    /// the coarse copy, a few more), with its coordinates, into `cand`.
+    fn collect_within(
+        &mut self,
+        pool: &Pool,
+        coarse: Option<&Coarse>,
+        dims: [u32; 2],
+        q: [f32; 2],
+        radius: f32,
+        cand: &mut Candidates,
+    ) {
+        if coarse.is_some_and(|c| c.collect(self.isa, pool, dims, q, radius, cand)) {
+            return;
+        }
+        let half = half_pair(pool, &dims);
+        if half.is_some_and(|(a, b)| self.isa.collect_f16(a, b, q, radius, cand)) {
+            return;
+        }
+        let mut wide = std::mem::take(&mut self.wide);
+        let cols = columns(self.isa, pool, &dims, &mut wide);
+        self.isa.collect(cols[0], cols[1], q, radius, cand);
+        self.wide = wide;
     }
 }
 
