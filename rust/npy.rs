@@ -76,7 +76,19 @@ impl NpyFile {
                 header.shape
             ));
         }
-        let need = header.shape.iter().product::<usize>() * header.dtype.size();
+        // Checked: a hostile header's shape can overflow, and a wrapped
+        // size would let `data()` and the pool read past the mapping.
+        let need = header
+            .shape
+            .iter()
+            .try_fold(header.dtype.size(), |bytes, &d| bytes.checked_mul(d))
+            .ok_or_else(|| {
+                invalid!(
+                    "{shown}: header shape {:?} is too large to exist (its byte size \
+                     overflows); the file is corrupt: re-create it",
+                    header.shape
+                )
+            })?;
         let have = map.len() - header.data_offset;
         if have < need {
             return Err(CoreError::InvalidValue(format!(
@@ -169,7 +181,8 @@ fn dict_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 
 fn parse_descr(raw: &str) -> Result<Dtype> {
     let descr = raw.trim().trim_matches('\'');
-    let (order, code) = descr.split_at(descr.len().min(1));
+    // At a character boundary: a hostile header may start with any UTF-8.
+    let (order, code) = descr.split_at(descr.chars().next().map_or(0, char::len_utf8));
     let little = matches!(order, "<" | "|") || (order == "=" && cfg!(target_endian = "little"));
     let dtype = match code {
         "f2" => Some(Dtype::F16),
@@ -254,6 +267,38 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("big-endian"));
+    }
+
+    /// Hostile headers: a non-ASCII dtype and a shape whose byte size
+    /// overflows are errors, not panics or wrapped sizes.
+    #[test]
+    fn refuses_hostile_dtype_and_overflowing_shape() {
+        let b = header_bytes(
+            1,
+            "{'descr': '\u{e9}4', 'fortran_order': False, 'shape': (2, 2), }",
+        );
+        assert!(matches!(parse_header(&b), Err(CoreError::InvalidType(_))));
+        let b = header_bytes(
+            1,
+            "{'descr': '\u{e9}', 'fortran_order': False, 'shape': (2, 2), }",
+        );
+        assert!(parse_header(&b).is_err());
+        let dir = std::env::temp_dir().join(format!("zcore-npy-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for shape in [
+            "(4294967296, 4294967297)",
+            "(18446744073709551615, 2)",
+            "(2305843009213693952, 4)",
+        ] {
+            let path = dir.join("huge.npy");
+            let dict = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
+            let mut bytes = header_bytes(1, &dict);
+            bytes.extend_from_slice(&[0u8; 64]);
+            std::fs::write(&path, &bytes).unwrap();
+            let err = NpyFile::open(&path).err().expect("refused");
+            assert!(err.to_string().contains("too large to exist"), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
