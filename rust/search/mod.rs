@@ -191,8 +191,20 @@ impl Searcher {
         if rank >= m {
             return (f32::INFINITY, f32::INFINITY);
         }
-        let cols: Vec<&[f32]> = dims.iter().map(|&d| pool.sub_column(d as usize)).collect();
-        let (nearest, farthest) = self.isa.subsample_distances(&cols, q, &mut self.sub_dist);
+        // The default two-dimensional subspace (and up to four) without a
+        // heap allocation: this runs once or twice per sample.
+        let mut small: [&[f32]; 4] = [&[]; 4];
+        let many: Vec<&[f32]>;
+        let cols: &[&[f32]] = if dims.len() <= small.len() {
+            for (c, &d) in small.iter_mut().zip(dims) {
+                *c = pool.sub_column(d as usize);
+            }
+            &small[..dims.len()]
+        } else {
+            many = dims.iter().map(|&d| pool.sub_column(d as usize)).collect();
+            &many
+        };
+        let (nearest, farthest) = self.isa.subsample_distances(cols, q, &mut self.sub_dist);
         let (kth, _) = one_pass::kth_smallest(
             self.isa,
             &self.sub_dist,
@@ -300,8 +312,11 @@ impl Searcher {
     /// the triangle inequality every row within
     /// `radius - d(q, winner)` of the winner is too (less a relative 2^-20
     /// that covers f32 rounding), so if at least k of them are, the k
-    /// nearest are exactly those collected. Otherwise (rare) None, and the
-    /// caller searches as usual; also None where one pass cannot help.
+    /// nearest are exactly those collected. Otherwise a second pass
+    /// collects every row within the subsample's estimate of the winner's
+    /// own k-th neighbour distance, which settles it the same way if k
+    /// rows lie within. Failing both (rare) None, and the caller searches
+    /// as usual; also None where one pass cannot help.
     fn one_pass(
         &mut self,
         pool: &Pool,
