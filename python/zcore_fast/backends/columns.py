@@ -2,7 +2,7 @@
 
 One sample reads `sample_dim` whole columns of the pool, so storing it
 dimension-major (D x N) makes each read contiguous, as in the CPU engine
-(rust/columns.rs). Sources (arrays or .npy files, C or Fortran order,
+(rust/pool/). Sources (arrays or .npy files, C or Fortran order,
 float16/32/64, several concatenated along dimensions) are read in chunks,
 converted and transposed on a work device, checked, and written into a
 (D, N) tensor that lives on the scoring device or, when the pool is larger
