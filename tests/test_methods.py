@@ -18,6 +18,10 @@ QUICK: dict[str, dict] = {
     "elfs": {"epochs": 3, "beta": 0.2},
     "ccs": {"n_sample": 2000, "redund_nn": 50},
     "random": {},
+    "typiclust": {},
+    "probcover": {},
+    "herding": {},
+    "auto": {},
 }
 
 
@@ -27,7 +31,17 @@ def x() -> np.ndarray:
 
 
 def test_names_and_top_level_exports() -> None:
-    assert METHODS == ("zcore", "moderate", "elfs", "ccs", "random")
+    assert METHODS == (
+        "zcore",
+        "moderate",
+        "elfs",
+        "ccs",
+        "random",
+        "typiclust",
+        "probcover",
+        "herding",
+        "auto",
+    )
     assert zcore_fast.METHODS is METHODS and zcore_fast.select_with is select_with
 
 
@@ -92,7 +106,9 @@ def test_unknown_method_and_options_list_the_valid_ones(x) -> None:
         select_with("ccs", x, 0.1, score="moderate", n_sample=10)
 
 
-@pytest.mark.parametrize("method", ["zcore", "random"])
+@pytest.mark.parametrize(
+    "method", ["zcore", "random", "typiclust", "probcover", "herding", "auto"]
+)
 def test_label_free_methods_refuse_labels(x, method) -> None:
     with pytest.raises(ValueError, match="does not use labels"):
         select_with(method, x, 0.1, labels=np.zeros(300, dtype=int), **QUICK[method])
@@ -118,7 +134,9 @@ def test_bad_budgets(x, method) -> None:
             select_with(method, x, budget, **QUICK[method])
 
 
-@pytest.mark.parametrize("method", ["moderate", "elfs", "ccs"])
+@pytest.mark.parametrize(
+    "method", ["moderate", "elfs", "ccs", "typiclust", "probcover", "herding"]
+)
 def test_bad_input_gets_the_engines_messages(tmp_path, method) -> None:
     opts = {"score": "moderate"} if method == "ccs" else QUICK[method]
     bad = clustered(20, 3, seed=0)

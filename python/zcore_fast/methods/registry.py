@@ -7,7 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from zcore_fast.io import Embeddings
-from zcore_fast.methods import ccs, elfs, moderate
+from zcore_fast.methods import auto, ccs, elfs, herding, moderate, probcover, typiclust
 from zcore_fast.methods import random as random_method
 from zcore_fast.methods import zcore as zcore_method
 from zcore_fast.methods.base import ProgressFn, Selection, positive_int, seed_int
@@ -25,7 +25,17 @@ from zcore_fast.select import Budget, keep_count
 from zcore_fast.select import select as top_scores
 
 #: The selection methods, by name.
-METHODS: tuple[str, ...] = ("zcore", "moderate", "elfs", "ccs", "random")
+METHODS: tuple[str, ...] = (
+    "zcore",
+    "moderate",
+    "elfs",
+    "ccs",
+    "random",
+    "typiclust",
+    "probcover",
+    "herding",
+    "auto",
+)
 
 #: Each method's own options (besides seed, labels, threads, progress). CCS
 #: also takes the options of the score it stratifies (`method_options`).
@@ -35,6 +45,10 @@ OWN_OPTIONS: dict[str, tuple[str, ...]] = {
     "elfs": (*DYNAMICS_OPTIONS, "score", "beta", "beta_grid"),
     "ccs": ("score", "descending", "mis_ratio", "strata"),
     "random": (),
+    "typiclust": ("max_clusters", "max_iter"),
+    "probcover": ("clusters", "alpha", "delta", "max_iter"),
+    "herding": ("neighbors", "sigma"),
+    "auto": ("classes",),
 }
 
 
@@ -84,7 +98,9 @@ def select_with(
     """Selects a coreset of `embeddings` with any method, by name.
 
     Args:
-        method: one of `METHODS`: "zcore", "moderate", "elfs", "ccs", "random".
+        method: one of `METHODS`: "zcore", "moderate", "elfs", "ccs", "random",
+            "typiclust", "probcover", "herding", "auto" (README "Low-budget
+            methods": which to use when).
         embeddings: what `zcore_fast.score` accepts (array, .npy path, or a
             list of them concatenated along dimensions).
         budget: fraction in (0, 1] or row count (as `zcore_fast.select`).
@@ -101,12 +117,16 @@ def select_with(
             zcore: n_sample, sample_dim, redund_nn, redund_exp, rand_init;
             moderate: clusters, max_iter; elfs: score, beta, beta_grid,
             clusters, epochs, batch_size, lr, hidden, device, max_iter;
-            ccs: score, descending, mis_ratio, strata + the score's options.
+            ccs: score, descending, mis_ratio, strata + the score's options;
+            typiclust: max_clusters, max_iter; probcover: clusters, alpha,
+            delta, max_iter; herding: neighbors, sigma; auto: classes.
 
     Returns:
         int64 row indices, keep_count(budget, N) of them. Order: zcore, highest
         score first; moderate, nearest the median distance first; elfs and
-        ccs, hardest first by their score; random, the order drawn.
+        ccs, hardest first by their score; random, the order drawn;
+        typiclust, one per cluster in rounds; probcover and herding, the
+        greedy's order; auto, that of the method it chose.
 
     Raises:
         ValueError: unknown method or option, bad budget or parameter, labels
@@ -177,6 +197,25 @@ def _labels_to_run(run: Callable[..., Selection]) -> Callable[..., Selection]:
     return runner
 
 
+def _label_free(run: Callable[..., Selection]) -> Callable[..., Selection]:
+    """The runner of a label-free method with threads and progress (typiclust,
+    probcover, herding, auto): labels are refused, not ignored."""
+
+    def runner(
+        embeddings: Embeddings,
+        budget: Budget,
+        seed: int,
+        labels: Labels | None,
+        threads: int | None,
+        progress: ProgressFn | None,
+        options: dict[str, Any],
+    ) -> Selection:
+        refuse_labels(run.__module__.rsplit(".", 1)[-1], labels)
+        return run(embeddings, budget, seed=seed, threads=threads, progress=progress, **options)
+
+    return runner
+
+
 def _ccs(
     embeddings: Embeddings,
     budget: Budget,
@@ -210,4 +249,8 @@ _RUNNERS: dict[str, Callable[..., Selection]] = {
     "elfs": _labels_to_run(elfs.run),
     "ccs": _ccs,
     "random": _random,
+    "typiclust": _label_free(typiclust.run),
+    "probcover": _label_free(probcover.run),
+    "herding": _label_free(herding.run),
+    "auto": _label_free(auto.run),
 }
