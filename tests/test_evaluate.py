@@ -12,6 +12,7 @@ import zcore_fast
 from zcore_fast.evaluation import EvalResults, evaluate
 from zcore_fast.evaluation.results import results_from_dict
 from zcore_fast.evaluation.selection import Selector
+from zcore_fast.select import keep_count
 
 FAST = {"n_sample": 4000, "redund_nn": 50}
 RATES = (0.5, 0.9)
@@ -127,7 +128,8 @@ def test_zcore_prefix_equals_select_with(data) -> None:
     coreset select_with("zcore") gives at each budget."""
     x, _ = data
     selector = Selector(x, threads=2)
-    for _rate, keep, _ in selector.coresets("zcore", (0.3, 0.9), 5, FAST, lambda _: None):
+    points = tuple((r, keep_count(1.0 - r, x.shape[0])) for r in (0.3, 0.9))
+    for _rate, keep, _ in selector.coresets("zcore", points, 5, FAST, lambda _: None):
         k = keep.size
         assert np.array_equal(keep, zcore_fast.select_with("zcore", x, k, seed=5, **FAST))
 
@@ -135,8 +137,9 @@ def test_zcore_prefix_equals_select_with(data) -> None:
 def test_ccs_reuses_zcore_scores_with_the_same_coresets(data) -> None:
     x, _ = data
     selector, stages = Selector(x, threads=2), []
-    ccs = list(selector.coresets("ccs", (0.5,), 3, FAST, stages.append))
-    list(selector.coresets("zcore", (0.5,), 3, FAST, stages.append))
+    half = ((0.5, keep_count(0.5, x.shape[0])),)
+    ccs = list(selector.coresets("ccs", half, 3, FAST, stages.append))
+    list(selector.coresets("zcore", half, 3, FAST, stages.append))
     assert sum("scoring" in s for s in stages) == 1  # one scoring run for both
     direct = zcore_fast.select_with("ccs", x, ccs[0][1].size, seed=3, **FAST)
     assert np.array_equal(ccs[0][1], direct)
@@ -173,7 +176,8 @@ def test_files_load_and_results_round_trip(data, results: EvalResults, tmp_path)
     results.runs_to_csv(tmp_path / "runs.csv")
     lines = (tmp_path / "r.csv").read_text().splitlines()
     assert lines[0] == (
-        "method,prune_rate,n_selected,seeds,accuracy_mean,accuracy_std,accuracy_min,accuracy_max"
+        "method,prune_rate,n_selected,seeds,accuracy_mean,accuracy_std,accuracy_min,accuracy_max,"
+        "probe"
     )
     assert lines[1].startswith("full,0,480,1,") and len(lines) == 1 + 1 + 4
     assert len((tmp_path / "runs.csv").read_text().splitlines()) == 1 + 8

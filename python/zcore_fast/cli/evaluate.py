@@ -61,8 +61,19 @@ def add_quality_commands(sub: Any) -> None:
     )
     ev.add_argument(
         "--prune-rates",
-        default=",".join(f"{p:g}" for p in PRUNE_RATES),
-        help="comma-separated fractions in (0, 1) of the pool to drop (default %(default)s)",
+        default=None,
+        help="comma-separated fractions in (0, 1) of the pool to drop (default "
+        f"{','.join(f'{p:g}' for p in PRUNE_RATES)}, or none when --budgets is given)",
+    )
+    ev.add_argument(
+        "--budgets",
+        default=None,
+        help="comma-separated coreset sizes as row counts, e.g. 10,20,50,100,500",
+    )
+    ev.add_argument(
+        "--probe",
+        default="linear",
+        help="comma-separated probes trained on each coreset: linear, knn (default linear)",
     )
     ev.add_argument("--seeds", type=int, default=3, help="seeds per point (default 3)")
     ev.add_argument("-o", "--output", required=True, help="report directory (created if missing)")
@@ -156,7 +167,12 @@ def _run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from zcore_fast.methods import METHODS
 
     methods = _parse_methods(args.methods, METHODS)
-    rates = _parse_rates(args.prune_rates)
+    budgets = _parse_budgets(args.budgets)
+    if args.prune_rates is None:
+        rates = [] if budgets else list(PRUNE_RATES)
+    else:
+        rates = _parse_rates(args.prune_rates)
+    probes = _parse_probes(args.probe)
     if args.seeds < 1:
         raise _usage(f"--seeds must be at least 1, got {args.seeds}")
     if (args.test is None) != (args.test_labels is None):
@@ -183,6 +199,8 @@ def _run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
             test_labels=args.test_labels,
             methods=methods,
             prune_rates=rates,
+            budgets=budgets,
+            probes=probes,
             seeds=args.seeds,
             method_options=options,
             test_fraction=args.test_fraction,
@@ -243,6 +261,31 @@ def _parse_methods(text: str, known: tuple[str, ...]) -> list[str]:
         bad = f"unknown method {', '.join(unknown)}; " if unknown else "no methods given; "
         raise _usage(f"--methods: {bad}choose from {', '.join(known)} (or 'all')")
     return methods
+
+
+def _parse_budgets(text: str | None) -> list[int]:
+    if text is None:
+        return []
+    out = []
+    for part in text.split(","):
+        try:
+            b = int(part)
+        except ValueError:
+            raise _usage(f"--budgets: {part.strip()!r} is not a whole number of rows") from None
+        if b < 1:
+            raise _usage(f"--budgets: {b} is not a row count (at least 1)")
+        out.append(b)
+    return out
+
+
+def _parse_probes(text: str) -> list[str]:
+    from zcore_fast.evaluation.harness import PROBES
+
+    probes = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in probes if p not in PROBES]
+    if not probes or unknown:
+        raise _usage(f"--probe: choose from {', '.join(PROBES)} (comma-separated)")
+    return probes
 
 
 def _parse_rates(text: str) -> list[float]:

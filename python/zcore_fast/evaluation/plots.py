@@ -8,13 +8,13 @@ display, and PNGs are written atomically (temp file + rename).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from zcore_fast.evaluation.data import Vector, load_indices, load_scores, row_count
 from zcore_fast.evaluation.projection import Projection, project
-from zcore_fast.evaluation.results import EvalResults
+from zcore_fast.evaluation.results import EvalResults, Summary
 from zcore_fast.io import Embeddings, PathLike, atomic_write
 
 if TYPE_CHECKING:
@@ -27,6 +27,10 @@ _STYLE: dict[str, tuple[str, str]] = {
     "elfs": ("ELFS", "#2ca02c"),
     "ccs": ("CCS", "#9467bd"),
     "random": ("Random", "#7f7f7f"),
+    "typiclust": ("TypiClust", "#ff7f0e"),
+    "probcover": ("ProbCover", "#8c564b"),
+    "herding": ("Herding", "#e377c2"),
+    "auto": ("auto", "#17becf"),
 }
 
 
@@ -56,13 +60,36 @@ def _save(fig: Figure, path: PathLike) -> None:
 
 
 def plot_accuracy(results: EvalResults, path: PathLike, *, title: str | None = None) -> None:
-    """Draws test accuracy against coreset size (log x axis) to a PNG: one
-    line per method at its mean over seeds, a band of +-1 standard deviation,
-    the prune rates on the top axis, and a dashed line at the accuracy of
-    the probe trained on all the data (the ZCore paper's Figure 5 shape)."""
-    fig = _figure(7.5, 4.8)
-    ax = fig.add_subplot()
+    """Draws test accuracy against coreset size (log x axis) to a PNG, one
+    panel per probe: one line per method at its mean over seeds, a band of
+    +-1 standard deviation, the prune rates on the top axis, and a dashed
+    line at the accuracy of the probe trained on all the data (the ZCore
+    paper's Figure 5 shape). Sizes are counts, so a plot that reaches down to
+    one example per class reads the same as one of prune rates."""
+    probes = results.probes or ("linear",)
+    fig = _figure(7.5 * len(probes), 4.8)
+    axes = fig.subplots(1, len(probes), squeeze=False)[0]
     summaries = results.summary()
+    seeds = len(results.seeds)
+    band = f"mean ± 1 s.d. over {seeds} seeds" if seeds > 1 else "1 seed"
+    if title:
+        fig.suptitle(title, fontsize=10)
+    for ax, probe in zip(axes, probes):
+        rows_of = [s for s in summaries if s.probe == probe]
+        _panel(ax, results, rows_of, probe)
+        name = _PROBE_NAMES.get(probe, probe)
+        ax.set_title(
+            f"{name} trained on each coreset\n({band}; {results.n_test:,} test rows)",
+            fontsize=10,
+        )
+    _save(fig, path)
+
+
+#: Panel titles per probe.
+_PROBE_NAMES = {"linear": "Linear probe", "knn": "k-NN probe"}
+
+
+def _panel(ax: Any, results: EvalResults, summaries: list[Summary], probe: str) -> None:
     sizes: dict[int, float] = {}
     for i, method in enumerate(results.methods):
         rows = sorted((s for s in summaries if s.method == method), key=lambda s: s.n_selected)
@@ -77,7 +104,7 @@ def plot_accuracy(results: EvalResults, path: PathLike, *, title: str | None = N
         low, high = np.clip(mean - std, 0, 100), np.clip(mean + std, 0, 100)
         ax.fill_between(n, low, high, color=colour, alpha=0.18, lw=0, zorder=2)
         sizes.update({s.n_selected: s.prune_rate for s in rows})
-    full = results.full_accuracy * 100
+    full = results.full_summary(probe).accuracy_mean * 100
     ax.axhline(
         full,
         ls="--",
@@ -94,26 +121,22 @@ def plot_accuracy(results: EvalResults, path: PathLike, *, title: str | None = N
     ax.set_xlabel("coreset size (training examples, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(True, which="major", alpha=0.3)
-    seeds = len(results.seeds)
-    band = f"mean ± 1 s.d. over {seeds} seeds" if seeds > 1 else "1 seed"
-    ax.set_title(
-        title
-        or "Linear probe trained on each coreset: test accuracy vs coreset size\n"
-        f"({band}; {results.n_test:,} test rows)",
-        fontsize=10,
-    )
     ax.legend(loc="lower right", fontsize=9, framealpha=0.9)
     if sizes:
-        # Top axis: the prune rate of each measured size (same log scale).
+        # Top axis: the prune rate of each measured size (same log scale),
+        # every other label when there are many.
         top = ax.twiny()
         top.set_xscale("log")
         top.set_xlim(ax.get_xlim())
         ticks = sorted(sizes)
         top.set_xticks(ticks)
-        top.set_xticklabels([f"{sizes[t]:g}" for t in ticks], fontsize=8)
+        every = 1 if len(ticks) <= 8 else 2
+        top.set_xticklabels(
+            [f"{sizes[t]:.3g}" if i % every == 0 else "" for i, t in enumerate(ticks)],
+            fontsize=8,
+        )
         top.minorticks_off()
         top.set_xlabel("prune rate", fontsize=9)
-    _save(fig, path)
 
 
 def plot_score_map(

@@ -24,7 +24,8 @@ class Run:
     the test rows, with L2 strength `reg` (chosen on a validation split).
 
     `select_seconds` is the selection's wall time; score-once methods (ZCore)
-    score once per seed and share that time among the prune rates.
+    score once per seed and share that time among the prune rates. `probe`
+    names the classifier ("linear" or "knn"); for k-NN, `reg` holds its k.
     """
 
     method: str
@@ -35,6 +36,7 @@ class Run:
     reg: float
     select_seconds: float
     probe_seconds: float
+    probe: str = "linear"
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Summary:
     accuracy_std: float
     accuracy_min: float
     accuracy_max: float
+    probe: str = "linear"
 
 
 @dataclass
@@ -74,14 +77,18 @@ class EvalResults:
     seeds: tuple[int, ...]
     held_out: bool
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The probes trained, in order; `full_accuracy` is the first's.
+    probes: tuple[str, ...] = ("linear",)
+    #: Full-data accuracy of each probe.
+    full_accuracies: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> list[Summary]:
-        """One `Summary` per (method, prune rate), in the order evaluated."""
-        groups: dict[tuple[str, float], list[Run]] = {}
+        """One `Summary` per (method, probe, prune rate), in the order evaluated."""
+        groups: dict[tuple[str, str, float], list[Run]] = {}
         for run in self.runs:
-            groups.setdefault((run.method, run.prune_rate), []).append(run)
+            groups.setdefault((run.method, run.probe, run.prune_rate), []).append(run)
         out = []
-        for (method, rate), runs in groups.items():
+        for (method, probe, rate), runs in groups.items():
             acc = np.array([r.accuracy for r in runs])
             out.append(
                 Summary(
@@ -93,19 +100,22 @@ class EvalResults:
                     accuracy_std=float(acc.std(ddof=1)) if acc.size > 1 else 0.0,
                     accuracy_min=float(acc.min()),
                     accuracy_max=float(acc.max()),
+                    probe=probe,
                 )
             )
         return out
 
-    def full_summary(self) -> Summary:
-        """The full-data reference as a summary row (prune rate 0)."""
-        a = self.full_accuracy
-        return Summary(FULL_DATA, 0.0, self.n_train, 1, a, 0.0, a, a)
+    def full_summary(self, probe: str | None = None) -> Summary:
+        """The full-data reference of `probe` (default the first) as a
+        summary row (prune rate 0)."""
+        probe = probe or self.probes[0]
+        a = self.full_accuracies.get(probe, self.full_accuracy)
+        return Summary(FULL_DATA, 0.0, self.n_train, 1, a, 0.0, a, a, probe)
 
     def to_csv(self, path: PathLike) -> None:
-        """Writes the summaries, plus the full-data row first, as CSV
-        (atomically)."""
-        rows = [self.full_summary(), *self.summary()]
+        """Writes the summaries, plus the full-data row of each probe first,
+        as CSV (atomically)."""
+        rows = [*(self.full_summary(p) for p in self.probes), *self.summary()]
         _write_csv(path, [asdict(r) for r in rows], list(Summary.__dataclass_fields__))
 
     def runs_to_csv(self, path: PathLike) -> None:
@@ -127,6 +137,8 @@ class EvalResults:
                 "method_options": self.method_options,
                 "full_accuracy": self.full_accuracy,
                 "full_reg": self.full_reg,
+                "probes": list(self.probes),
+                "full_accuracies": self.full_accuracies,
                 "summary": [asdict(s) for s in self.summary()],
                 "runs": [asdict(r) for r in self.runs],
             }
@@ -156,6 +168,8 @@ def results_from_dict(data: dict[str, Any]) -> EvalResults:
         seeds=tuple(int(s) for s in data["seeds"]),
         held_out=bool(data["held_out"]),
         method_options=dict(data.get("method_options", {})),
+        probes=tuple(data.get("probes", ("linear",))),
+        full_accuracies={k: num(v) for k, v in data.get("full_accuracies", {}).items()},
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from zcore_fast.methods.zcore import DEFAULTS
-from zcore_fast.select import keep_count, select
+from zcore_fast.select import select
 
 #: The options that configure a ZCore scoring run.
 ZCORE_OPTIONS = tuple(k for k in DEFAULTS if k != "seed")
@@ -29,12 +29,13 @@ class Selector:
     def coresets(
         self,
         method: str,
-        rates: tuple[float, ...],
+        points: tuple[tuple[float, int], ...],
         seed: int,
         options: Mapping[str, Any],
         stage: Callable[[str], object],
     ) -> Iterator[tuple[float, np.ndarray, float]]:
-        """(prune rate, kept row indices, selection seconds) for each rate.
+        """(prune rate, kept row indices, selection seconds) for each
+        (prune rate, rows kept) point.
 
         For ZCore the seconds are those of the one scoring run all rates
         share; for CCS over ZCore, that run's plus CCS's own.
@@ -45,8 +46,8 @@ class Selector:
             # The coreset at any budget is the top of this one ranking:
             # select_with("zcore", ...) gives the same rows (tested).
             order = select(scores, n)
-            for rate in rates:
-                yield rate, order[: keep_count(1.0 - rate, n)], seconds
+            for rate, keep in points:
+                yield rate, order[:keep], seconds
             return
         shared, options = 0.0, dict(options)
         if method == "ccs" and options.get("score", "zcore") == "zcore":
@@ -57,15 +58,15 @@ class Selector:
             options["score"] = scores
         from zcore_fast.methods import select_with
 
-        for rate in rates:
-            stage(f"{method} seed {seed}: selecting at prune rate {rate:g}")
+        for rate, count in points:
+            stage(f"{method} seed {seed}: selecting {count:,} rows (prune rate {rate:.4g})")
             start = time.perf_counter()
             # labels=None always: the probe is scored with these labels, so
             # no method may see them, even one that can use them.
             keep = select_with(
                 method,
                 self.x,
-                keep_count(1.0 - rate, n),
+                count,
                 seed=seed,
                 labels=None,
                 threads=self.threads,
