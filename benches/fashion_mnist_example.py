@@ -159,6 +159,12 @@ def main() -> None:
     p.add_argument("--throughput", action="store_true", help="only measure embedding speed")
     p.add_argument("--embed-only", action="store_true", help="only compute the embeddings")
     p.add_argument(
+        "--export",
+        type=Path,
+        help="write pool.npy, pool_labels.npy, test.npy, test_labels.npy to this directory "
+        "(for `zcore-fast evaluate`) and stop",
+    )
+    p.add_argument(
         "--replot", action="store_true", help="redraw the pictures from the saved results.json"
     )
     p.add_argument(
@@ -183,6 +189,12 @@ def main() -> None:
     x_test = cached_embeddings(f"test{args.test}", test_images[: args.test], args.size, args.cache)
     y_test = test_labels[: args.test]
     if args.embed_only:
+        return
+    if args.export:
+        args.export.mkdir(parents=True, exist_ok=True)
+        for name, arr in (("pool", x_pool), ("pool_labels", y_pool), ("test", x_test)):
+            save_array(args.export / f"{name}.npy", arr)
+        save_array(args.export / "test_labels.npy", y_test)
         return
     if args.sklearn_check:
         sklearn_check(x_pool, y_pool, x_test, y_test)

@@ -6,10 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import zcore_fast
 from test_evaluate import blobs
 from zcore_fast.cli import main
 from zcore_fast.evaluation import evaluate
 from zcore_fast.evaluation.knn_probe import TEMPERATURE, KNNProbe
+from zcore_fast.evaluation.selection import Selector
 
 
 def knn_oracle(xc: np.ndarray, yc: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
@@ -78,3 +80,16 @@ def test_cli_budgets_and_probe(tmp_path, capsys) -> None:
     assert (tmp_path / "r" / "accuracy.png").stat().st_size > 0
     assert main([*args[:-1], "--budgets", "ten"]) == 2
     assert main([*args[:-1], "--probe", "svm"]) == 2
+
+
+@pytest.mark.parametrize("method", ["herding", "probcover", "random"])
+def test_greedy_methods_are_selected_once_and_cut(method: str) -> None:
+    """evaluate selects nested methods once at the largest budget and takes
+    prefixes; that is what select_with gives at each budget."""
+    x, _ = blobs(n=300)
+    stages: list[str] = []
+    points = ((0.9, 30), (0.5, 150), (0.97, 9))
+    got = list(Selector(x, threads=1).coresets(method, points, 2, {}, stages.append))
+    assert len(stages) == 1
+    for (_, count), (_, keep, _) in zip(points, got):
+        assert np.array_equal(keep, zcore_fast.select_with(method, x, count, seed=2))

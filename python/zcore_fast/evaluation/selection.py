@@ -13,6 +13,10 @@ import numpy as np
 from zcore_fast.methods.zcore import DEFAULTS
 from zcore_fast.select import select
 
+#: Methods whose coreset at a budget is the prefix of their largest one
+#: (a greedy order, or random's one permutation for pools up to 2^26 rows).
+NESTED = ("herding", "probcover", "random")
+
 #: The options that configure a ZCore scoring run.
 ZCORE_OPTIONS = tuple(k for k in DEFAULTS if k != "seed")
 
@@ -48,6 +52,19 @@ class Selector:
             order = select(scores, n)
             for rate, keep in points:
                 yield rate, order[:keep], seconds
+            return
+        if method in NESTED and points:
+            # Greedy orders (and random's permutation): the coreset at any
+            # budget is a prefix of the largest one (tested against select_with).
+            from zcore_fast.methods import select_with
+
+            largest = max(count for _, count in points)
+            stage(f"{method} seed {seed}: selecting {largest:,} rows (prefixes for the rest)")
+            start = time.perf_counter()
+            order = select_with(method, self.x, largest, seed=seed, threads=self.threads, **options)
+            seconds = time.perf_counter() - start
+            for rate, count in points:
+                yield rate, np.asarray(order[:count], dtype=np.int64), seconds
             return
         shared, options = 0.0, dict(options)
         if method == "ccs" and options.get("score", "zcore") == "zcore":
