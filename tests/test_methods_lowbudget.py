@@ -169,12 +169,12 @@ def test_herding_matches_the_plain_greedy(seed: int) -> None:
 
 def test_auto_follows_its_rule_and_says_why() -> None:
     assert auto.choose(50) == auto.RULE[0][1]
-    assert auto.choose(100_000) == "random"
+    assert auto.choose(100_000) == "random" and auto.choose(1000) == "herding"
     x = clustered(400, 6, seed=5)
     small = run_method("auto", x, 20, seed=1, classes=10)
     assert small.params["chose"] == auto.choose(20, 10) and small.params["why"]
     inner = run_method(small.params["chose"], x, 20, seed=1)
     assert np.array_equal(small.indices, inner.indices)
-    big = run_method("auto", x, 300, seed=1, classes=2)
+    big = run_method("auto", x, 300, seed=1, classes=1)
     assert big.params["chose"] == "random"
     assert np.array_equal(big.indices, run_method("random", x, 300, seed=1).indices)
