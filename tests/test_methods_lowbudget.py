@@ -3,7 +3,10 @@ the papers' definitions, on fresh random inputs."""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -178,3 +181,22 @@ def test_auto_follows_its_rule_and_says_why() -> None:
     big = run_method("auto", x, 300, seed=1, classes=1)
     assert big.params["chose"] == "random"
     assert np.array_equal(big.indices, run_method("random", x, 300, seed=1).indices)
+
+
+def test_cli_auto_says_what_it_chose(tmp_path, capsys) -> None:
+    from zcore_fast.cli import main
+
+    np.save(tmp_path / "x.npy", clustered(400, 6, seed=2))
+    args = ["select", str(tmp_path / "x.npy"), "--budget", "300", "-o", str(tmp_path / "k.npy")]
+    assert main([*args, "--method", "auto", "--classes", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["parameters"]["chose"] == "random" and out["kept"] == 300
+    assert main([*args, "--method", "typiclust", "--classes", "3"]) == 2
+
+
+def test_faiss_is_not_imported_with_the_package() -> None:
+    code = (
+        "import sys, zcore_fast; from zcore_fast.methods import typiclust, herding; "
+        "assert 'faiss' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -33,6 +33,7 @@ FLAG_OPTIONS = {
     "ccs_score": "score",
     "mis_ratio": "mis_ratio",
     "strata": "strata",
+    "classes": "classes",
 }
 #: Scores that are computed over classes, so --labels applies to them.
 CLASS_SCORES = ("moderate", "aum", "forgetting", "el2n")
@@ -92,6 +93,11 @@ def add_method_flags(p: argparse.ArgumentParser) -> None:
         "--mis-ratio", type=float, help="ccs: fraction of the hardest rows dropped (default 0)"
     )
     g.add_argument("--strata", type=int, help=f"ccs: number of score strata (default {STRATA})")
+    g.add_argument(
+        "--classes",
+        type=int,
+        help="auto: classes (or modes) expected; its rule reads budget / classes (default 10)",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
