@@ -132,7 +132,7 @@ def _panel(ax: Any, results: EvalResults, summaries: list[Summary], probe: str) 
         top.set_xticks(ticks)
         every = 1 if len(ticks) <= 8 else 2
         top.set_xticklabels(
-            [f"{sizes[t]:.3g}" if i % every == 0 else "" for i, t in enumerate(ticks)],
+            [f"{sizes[t]:.4g}" if i % every == 0 else "" for i, t in enumerate(ticks)],
             fontsize=8,
         )
         top.minorticks_off()
