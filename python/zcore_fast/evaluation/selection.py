@@ -61,7 +61,9 @@ class Selector:
             largest = max(count for _, count in points)
             stage(f"{method} seed {seed}: selecting {largest:,} rows (prefixes for the rest)")
             start = time.perf_counter()
-            order = select_with(method, self.x, largest, seed=seed, threads=self.threads, **options)
+            order = select_with(
+                method, self.x, largest, seed=seed, labels=None, threads=self.threads, **options
+            )
             seconds = time.perf_counter() - start
             for rate, count in points:
                 yield rate, np.asarray(order[:count], dtype=np.int64), seconds
