@@ -19,6 +19,8 @@ pub mod arch;
 pub mod cache;
 pub mod column;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod neighbour;
 pub mod npy;
 pub mod pool;

@@ -26,6 +26,12 @@ impl Dtype {
             Dtype::F64 => 8,
         }
     }
+
+    /// Bytes `rows x cols` elements take, or None when that overflows (a
+    /// hostile header's shape can).
+    pub fn bytes_for(self, rows: usize, cols: usize) -> Option<usize> {
+        rows.checked_mul(cols)?.checked_mul(self.size())
+    }
 }
 
 /// A parsed `.npy` header.
@@ -67,35 +73,7 @@ impl NpyFile {
         // while we read it would fault, which is the documented mmap caveat.
         let map = unsafe { Mmap::map(&file) }
             .map_err(|e| CoreError::Io(format!("{shown}: cannot memory-map: {e}")))?;
-        let header = parse_header(&map).map_err(|e| prefix(e, &shown.to_string()))?;
-        if header.shape.len() != 2 {
-            return Err(invalid!(
-                "{shown}: array has {} dimension(s) {:?}; expected a 2-D array \
-                 (rows = examples, columns = embedding dimensions)",
-                header.shape.len(),
-                header.shape
-            ));
-        }
-        // Checked: a hostile header's shape can overflow, and a wrapped
-        // size would let `data()` and the pool read past the mapping.
-        let need = header
-            .shape
-            .iter()
-            .try_fold(header.dtype.size(), |bytes, &d| bytes.checked_mul(d))
-            .ok_or_else(|| {
-                invalid!(
-                    "{shown}: header shape {:?} is too large to exist (its byte size \
-                     overflows); the file is corrupt: re-create it",
-                    header.shape
-                )
-            })?;
-        let have = map.len() - header.data_offset;
-        if have < need {
-            return Err(CoreError::InvalidValue(format!(
-                "{shown}: file is truncated: header promises {need} bytes of data, \
-                 file holds {have}; re-create the file"
-            )));
-        }
+        let header = validate(&map).map_err(|e| prefix(e, &shown.to_string()))?;
         Ok(NpyFile { header, map })
     }
 
@@ -114,6 +92,41 @@ impl NpyFile {
         let n = self.rows() * self.cols() * self.header.dtype.size();
         &self.map[self.header.data_offset..self.header.data_offset + n]
     }
+}
+
+/// Parses the header of a whole `.npy` file's `bytes` and checks that it
+/// describes a 2-D array the bytes hold entirely: what `NpyFile::open`
+/// trusts. Errors are not yet prefixed with a file name.
+pub fn validate(bytes: &[u8]) -> Result<Header> {
+    let header = parse_header(bytes)?;
+    if header.shape.len() != 2 {
+        return Err(invalid!(
+            "array has {} dimension(s) {:?}; expected a 2-D array \
+             (rows = examples, columns = embedding dimensions)",
+            header.shape.len(),
+            header.shape
+        ));
+    }
+    // Checked: a hostile header's shape can overflow, and a wrapped size
+    // would let `data()` and the pool read past the mapping.
+    let need = header
+        .dtype
+        .bytes_for(header.shape[0], header.shape[1])
+        .ok_or_else(|| {
+            invalid!(
+                "header shape {:?} is too large to exist (its byte size overflows); \
+                 the file is corrupt: re-create it",
+                header.shape
+            )
+        })?;
+    let have = bytes.len() - header.data_offset;
+    if have < need {
+        return Err(invalid!(
+            "file is truncated: header promises {need} bytes of data, file holds \
+             {have}; re-create the file"
+        ));
+    }
+    Ok(header)
 }
 
 fn prefix(e: CoreError, what: &str) -> CoreError {

@@ -152,14 +152,7 @@ fn with_sources<T: Send>(
             Held::F16(a) => array_source(a, Dtype::F16, name),
             Held::F32(a) => array_source(a, Dtype::F32, name),
             Held::F64(a) => array_source(a, Dtype::F64, name),
-            Held::File(file, path) => Ok(Source {
-                bytes: file.data(),
-                dtype: file.header.dtype,
-                rows: file.rows(),
-                cols: file.cols(),
-                fortran_order: file.header.fortran_order,
-                name: path,
-            }),
+            Held::File(file, path) => Ok(Source::of_npy(file, path)),
         })
         .collect::<PyResult<Vec<_>>>()?;
     let pool = rayon::ThreadPoolBuilder::new()

@@ -2,7 +2,7 @@
 //! float dtype, C or Fortran order.
 
 use crate::error::{invalid, Result};
-use crate::npy::Dtype;
+use crate::npy::{Dtype, NpyFile};
 use half::f16;
 
 /// One input matrix: raw little-endian bytes of `rows x cols` elements.
@@ -22,7 +22,44 @@ pub struct Source<'a> {
     pub name: &'a str,
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
+    /// A memory-mapped `.npy` file as an engine input named `name`.
+    pub fn of_npy(file: &'a NpyFile, name: &'a str) -> Self {
+        Source {
+            bytes: file.data(),
+            dtype: file.header.dtype,
+            rows: file.rows(),
+            cols: file.cols(),
+            fortran_order: file.header.fortran_order,
+            name,
+        }
+    }
+
+    /// Checks that `bytes` holds every element the shape promises. The
+    /// fields are public, and the SIMD kernels read the bytes unchecked:
+    /// this is what keeps a short slice from being read past its end.
+    pub fn check(&self) -> Result<()> {
+        match self.dtype.bytes_for(self.rows, self.cols) {
+            Some(need) if need <= self.bytes.len() => Ok(()),
+            Some(need) => Err(invalid!(
+                "{}: {} x {} values of {} bytes need {need} bytes, but only {} are given; \
+                 the data is truncated: re-create it",
+                self.name,
+                self.rows,
+                self.cols,
+                self.dtype.size(),
+                self.bytes.len()
+            )),
+            None => Err(invalid!(
+                "{}: shape {} x {} is too large to exist (its byte size overflows); \
+                 the data is corrupt: re-create it",
+                self.name,
+                self.rows,
+                self.cols
+            )),
+        }
+    }
+
     #[inline]
     fn index(&self, row: usize, col: usize) -> usize {
         if self.fortran_order {
@@ -53,11 +90,15 @@ impl Source<'_> {
     }
 }
 
-/// The row count all `sources` share (an error if they differ or none).
+/// The row count all `sources` share (an error if they differ or none, or
+/// if a source's bytes are shorter than its shape: see `Source::check`).
 pub(crate) fn common_rows(sources: &[Source<'_>]) -> Result<usize> {
     let Some(first) = sources.first() else {
         return Err(invalid!("no embeddings given"));
     };
+    for source in sources {
+        source.check()?;
+    }
     let n = first.rows;
     if let Some(bad) = sources.iter().find(|s| s.rows != n) {
         return Err(invalid!(

@@ -1,0 +1,98 @@
+"""Writes the seed corpus of the fuzz targets (fuzz/corpus/<target>/seed-*).
+
+Run once from the repository root; the files are checked in. Crashing
+inputs found later are added beside them as crash-<hash> and replayed by
+`cargo test` (rust/fuzzing.rs).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent / "corpus"
+
+
+def npy(array: np.ndarray, version: tuple[int, int] = (1, 0)) -> bytes:
+    """`array` saved as .npy bytes in the given format version."""
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, array, version=version, allow_pickle=True)
+    return buf.getvalue()
+
+
+def header_only(dict_text: str, version: int = 1, data: bytes = b"") -> bytes:
+    """A hand-written header (for what numpy will not write) plus `data`."""
+    body = (dict_text + "\n").encode("latin1")
+    length = struct.pack("<H" if version == 1 else "<I", len(body))
+    return b"\x93NUMPY" + bytes([version, 0]) + length + body + data
+
+
+def npy_seeds() -> dict[str, bytes]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(9, 3))
+    seeds = {
+        f"v{v}-{dt[1:]}le-{order}": npy(np.asarray(x, dtype=dt, order=order), version=(v, 0))
+        for v in (1, 2, 3)
+        for dt in ("<f2", "<f4", "<f8")
+        for order in ("C", "F")
+    }
+    seeds.update(
+        {
+            "big-endian": npy(x.astype(">f4")),
+            "object": npy(np.array([[1, "a"]], dtype=object)),
+            "int64": npy(np.arange(6).reshape(3, 2)),
+            "zero-d": npy(np.array(1.5, dtype="<f4")),
+            "one-d": npy(np.arange(5, dtype="<f4")),
+            "three-d": npy(np.zeros((2, 2, 2), dtype="<f4")),
+            "zero-rows": npy(np.zeros((0, 4), dtype="<f4")),
+            "zero-cols": npy(np.zeros((4, 0), dtype="<f4")),
+            "one-row": npy(np.zeros((1, 4), dtype="<f4")),
+            "nan-f16": npy(np.array([[1, np.nan], [2, 3], [0, 1]], dtype="<f2")),
+            "inf-f16": npy(np.array([[1, 7e4], [2, 3], [0, 1]], dtype="<f4").astype("<f2")),
+            "truncated": npy(x.astype("<f4"))[:-5],
+            "overflowing-shape": header_only(
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967297), }"
+            ),
+            "huge-header-length": b"\x93NUMPY\x02\x00\xff\xff\xff\xff{'descr'",
+            "duplicate-row": npy(np.array([[1, 2], [1, 2], [3, 4]], dtype="<f4")),
+        }
+    )
+    return seeds
+
+
+def raw_seeds() -> dict[str, bytes]:
+    def raw(flags: int, rows: int, cols: int, data: bytes, wide: bool = False) -> bytes:
+        count = struct.pack("<Q", rows) if wide else struct.pack("<H", rows)
+        return bytes([flags | (8 if wide else 0)]) + count + bytes([cols]) + data
+
+    rng = np.random.default_rng(1)
+    f32 = rng.normal(size=(6, 2)).astype("<f4").tobytes()
+    f16 = rng.normal(size=(6, 2)).astype("<f2").tobytes()
+    f64 = rng.normal(size=(6, 2)).astype("<f8").tobytes()
+    return {
+        "f32-c": raw(1, 6, 2, f32),
+        "f32-f": raw(1 | 4, 6, 2, f32),
+        "f16-c": raw(0, 6, 2, f16),
+        "f64-f": raw(2 | 4, 6, 2, f64),
+        "f32-c-scored": raw(1 | 16, 6, 2, f32),
+        "f16-f-scored": raw(0 | 4 | 16, 6, 2, f16),
+        "f64-c-scored": raw(2 | 16, 6, 2, f64),
+        "short": raw(1, 300, 2, f32),
+        "overflow": raw(2, 2**62, 4, f64, wide=True),
+        "zero-cols": raw(1, 6, 0, b""),
+    }
+
+
+def main() -> None:
+    for target, seeds in (("npy_file", npy_seeds()), ("raw_source", raw_seeds())):
+        out = HERE / target
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in seeds.items():
+            (out / f"seed-{name}").write_bytes(data)
+
+
+if __name__ == "__main__":
+    main()
