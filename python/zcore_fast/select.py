@@ -23,9 +23,15 @@ def keep_count(budget: Budget, n: int) -> int:
     if isinstance(budget, Integral):
         count = int(budget)
         if count < 1:
-            raise ValueError(f"budget must be at least 1 row, got {count}")
+            raise ValueError(
+                f"budget must be at least 1 row, got {count}; give a row count >= 1 or a "
+                "fraction in (0, 1]"
+            )
         if count > n:
-            raise ValueError(f"budget of {count} rows is larger than the pool ({n} rows)")
+            raise ValueError(
+                f"budget of {count} rows is larger than the pool ({n} rows); give at most {n} "
+                "rows or a fraction in (0, 1]"
+            )
         return count
     frac = float(budget)
     if not math.isfinite(frac) or frac <= 0.0:
@@ -42,8 +48,13 @@ def keep_count(budget: Budget, n: int) -> int:
 
 def budget_from_prune_rate(prune_rate: float) -> float:
     """The budget fraction for the paper's prune rate p (budget = 1 - p)."""
+    if isinstance(prune_rate, bool) or not isinstance(prune_rate, Real):
+        raise TypeError(f"prune rate must be a number, got {type(prune_rate).__name__}")
     if not (0.0 <= prune_rate < 1.0):
-        raise ValueError(f"prune rate must be in [0, 1), got {prune_rate}")
+        raise ValueError(
+            f"prune rate must be in [0, 1), got {prune_rate}; it is the fraction of rows "
+            "dropped (0.9 keeps 10%)"
+        )
     return 1.0 - prune_rate
 
 
@@ -58,8 +69,8 @@ def select(scores: np.ndarray, budget: Budget) -> np.ndarray:
         raise ValueError(f"scores must be 1-D, got shape {s.shape}")
     if s.size == 0:
         raise ValueError("scores are empty")
-    if not np.issubdtype(s.dtype, np.number):
-        raise TypeError(f"scores must be numeric, got dtype {s.dtype}")
+    if not np.issubdtype(s.dtype, np.number) or np.iscomplexobj(s):
+        raise TypeError(f"scores must be real numbers, got dtype {s.dtype}")
     if not np.all(np.isfinite(s)):
         raise ValueError("scores contain NaN or Inf")
     keep = keep_count(budget, s.size)

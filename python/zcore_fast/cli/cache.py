@@ -38,6 +38,17 @@ def add_cache_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", metavar="DIR", help=_DIR_HELP)
 
 
+def check_cache_dir(value: str | None) -> None:
+    """Refuses a --cache-dir that names a file, before any work (the cache
+    would fail on it with a bare "[Errno 17] File exists")."""
+    if value is not None and Path(value).expanduser().exists():
+        if not Path(value).expanduser().is_dir():
+            raise UsageError(
+                f"--cache-dir {value} is a file, not a directory; give a directory for the "
+                "column cache (it is created if missing)"
+            )
+
+
 def add_cache_command(sub: Any) -> None:
     """Adds the `cache` subparser to `sub` (from add_subparsers)."""
     p = sub.add_parser(
@@ -62,6 +73,7 @@ def run_cache_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
     try:
         if args.stale and args.action != "clear":
             raise UsageError("--stale applies to `cache clear`")
+        check_cache_dir(args.cache_dir)
         directory = cache_dir_or_default(args.cache_dir)
         if args.action == "show":
             listing = scan(directory)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zcore_fast.cli import usage
 from zcore_fast.cli.usage import UsageError, sample_count
 from zcore_fast.evaluation.harness import PRUNE_RATES
 from zcore_fast.methods.zcore import DEFAULTS
@@ -52,7 +53,10 @@ def add_quality_commands(sub: Any) -> None:
         help="without --test: stratified share of rows held out for testing (default 0.2)",
     )
     ev.add_argument(
-        "--split-seed", type=int, default=0, help="seed of the held-out split (default 0)"
+        "--split-seed",
+        type=usage.non_negative_int,
+        default=0,
+        help="seed of the held-out split (default 0)",
     )
     ev.add_argument(
         "--methods",
@@ -94,9 +98,13 @@ def add_quality_commands(sub: Any) -> None:
         type=sample_count,
         help=f'a count or "auto" (default {DEFAULTS["n_sample"]:,})',
     )
-    z.add_argument("--sample-dim", type=int, help=f"default {DEFAULTS['sample_dim']}")
-    z.add_argument("--redund-nn", type=int, help=f"default {DEFAULTS['redund_nn']}")
-    z.add_argument("--redund-exp", type=float, help=f"default {DEFAULTS['redund_exp']}")
+    z.add_argument(
+        "--sample-dim", type=usage.positive_int, help=f"default {DEFAULTS['sample_dim']}"
+    )
+    z.add_argument("--redund-nn", type=usage.positive_int, help=f"default {DEFAULTS['redund_nn']}")
+    z.add_argument(
+        "--redund-exp", type=usage.non_negative_float, help=f"default {DEFAULTS['redund_exp']}"
+    )
     z.add_argument(
         "--no-rand-init",
         dest="rand_init",
@@ -104,7 +112,7 @@ def add_quality_commands(sub: Any) -> None:
         const=False,
         help="no U(0,1) tie-breaking noise",
     )
-    ev.add_argument("--threads", type=int, default=None, help="default: all cores")
+    ev.add_argument("--threads", type=usage.positive_int, default=None, help="default: all cores")
     _add_output_flags(ev)
 
     pl = sub.add_parser(
@@ -122,7 +130,9 @@ def add_quality_commands(sub: Any) -> None:
     pl.add_argument("-o", "--output", required=True, help="the PNG to write")
     pl.add_argument("--max-points", type=int, default=20_000, help="default %(default)s")
     pl.add_argument("--projection", choices=("auto", "pca", "umap"), default="auto")
-    pl.add_argument("--seed", type=int, default=0, help="subsample seed (default 0)")
+    pl.add_argument(
+        "--seed", type=usage.non_negative_int, default=0, help="subsample seed (default 0)"
+    )
     pl.add_argument(
         "--color-by",
         choices=("rank", "score"),
@@ -226,8 +236,14 @@ def _run_plot(args: argparse.Namespace) -> dict[str, Any]:
     from zcore_fast.evaluation import plot_score_map
     from zcore_fast.evaluation.data import row_count
 
+    for path in (p for p in args.embeddings if Path(p).is_dir()):
+        raise _usage(
+            f"{path} is a directory; plot reads embeddings .npy files: zcore-fast plot "
+            "EMB.npy --scores SCORES.npy -o map.png (an evaluate report's accuracy.png is "
+            "drawn by evaluate)"
+        )
     if Path(args.output).suffix.lower() != ".png":
-        raise _usage(f"{args.output}: the score map is written as .png")
+        raise _usage(f"{args.output}: the score map is written as .png; give a path ending in .png")
     if args.max_points < 3:
         raise _usage(f"--max-points must be at least 3, got {args.max_points}")
     parent = Path(args.output).parent

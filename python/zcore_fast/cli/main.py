@@ -20,7 +20,12 @@ import numpy as np
 
 from zcore_fast import _native
 from zcore_fast.backends import BACKENDS
-from zcore_fast.cli.cache import add_cache_command, add_cache_flags, run_cache_command
+from zcore_fast.cli.cache import (
+    add_cache_command,
+    add_cache_flags,
+    check_cache_dir,
+    run_cache_command,
+)
 from zcore_fast.cli.embed import add_embed_command, run_embed_command
 from zcore_fast.cli.evaluate import (
     QUALITY_COMMANDS,
@@ -29,7 +34,13 @@ from zcore_fast.cli.evaluate import (
     run_quality,
 )
 from zcore_fast.cli.methods import add_method_flags, options_from_args, run_select
-from zcore_fast.cli.usage import UsageError, sample_count
+from zcore_fast.cli.usage import (
+    UsageError,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    sample_count,
+)
 from zcore_fast.io import (
     as_sources,
     check_output_path,
@@ -38,6 +49,7 @@ from zcore_fast.io import (
     save_selection,
 )
 from zcore_fast.methods.zcore import DEFAULTS, score_report
+from zcore_fast.npyfile import read_header
 from zcore_fast.progress import ProgressBar
 from zcore_fast.select import budget_from_prune_rate, keep_count, select
 
@@ -66,24 +78,23 @@ def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
         "--n-sample",
         type=sample_count,
         default=DEFAULTS["n_sample"],
-        help='random subspace samples, or "auto": chosen from the pool size '
-        "(default %(default)s)",
+        help='random subspace samples, or "auto": chosen from the pool size (default %(default)s)',
     )
     g.add_argument(
         "--sample-dim",
-        type=int,
+        type=positive_int,
         default=DEFAULTS["sample_dim"],
         help="dimensions per subspace (default %(default)s)",
     )
     g.add_argument(
         "--redund-nn",
-        type=int,
+        type=positive_int,
         default=DEFAULTS["redund_nn"],
         help="neighbours penalised per sample (default %(default)s)",
     )
     g.add_argument(
         "--redund-exp",
-        type=float,
+        type=non_negative_float,
         default=DEFAULTS["redund_exp"],
         help="exponent of the distance penalty (default %(default)s)",
     )
@@ -93,8 +104,10 @@ def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
         action="store_false",
         help="do not add U(0,1) tie-breaking noise (default: add it)",
     )
-    g.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="default %(default)s")
-    g.add_argument("--threads", type=int, default=None, help="default: all cores")
+    g.add_argument(
+        "--seed", type=non_negative_int, default=DEFAULTS["seed"], help="default %(default)s"
+    )
+    g.add_argument("--threads", type=positive_int, default=None, help="default: all cores")
     g.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -158,7 +171,7 @@ def _check_outputs(args: argparse.Namespace, sources: list[Any]) -> None:
         if suffix not in (".npy", ".txt", ".csv"):
             raise UsageError(f"{args.output}: output must end in .npy, .txt or .csv")
     elif Path(args.output).suffix.lower() != ".npy":
-        raise UsageError(f"{args.output}: scores are written as .npy")
+        raise UsageError(f"{args.output}: scores are written as .npy; give a path ending in .npy")
     if getattr(args, "scores_out", None):
         check_output_path(args.scores_out, sources)
 
@@ -178,6 +191,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             budget = args.budget
     _check_outputs(args, sources)
+    check_cache_dir(args.cache_dir)
     n, d = _shape(sources)
     if budget is not None and n:
         try:
@@ -246,8 +260,8 @@ def _shape(sources: Sequence[Any]) -> tuple[int, int]:
     rows, dims = 0, 0
     for s in sources:
         try:
-            shape = s.shape if isinstance(s, np.ndarray) else np.load(s, mmap_mode="r").shape
-        except Exception:  # the engine reports unreadable files precisely
+            shape = s.shape if isinstance(s, np.ndarray) else read_header(s).shape
+        except (OSError, ValueError):  # the engine reports unreadable files precisely
             return 0, 0
         if len(shape) == 2:
             rows, dims = int(shape[0]), dims + int(shape[1])

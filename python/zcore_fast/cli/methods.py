@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from zcore_fast.cli.usage import UsageError
+from zcore_fast.cli.usage import UsageError, fraction, non_negative_int, positive_int
 from zcore_fast.io import save_array, save_selection
 from zcore_fast.methods.base import PROGRESS_TOTAL
 from zcore_fast.methods.ccs import SCORE_DESCENDING, STRATA
@@ -57,7 +57,7 @@ def add_method_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--clusters",
-        type=int,
+        type=positive_int,
         help=f"k-means clusters as classes (moderate, elfs, ccs; default {DEFAULT_CLUSTERS})",
     )
     g.add_argument(
@@ -67,18 +67,18 @@ def add_method_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--beta",
-        type=float,
+        type=fraction,
         help="elfs: fraction of the hardest rows to drop (default: searched over "
         f"{', '.join(f'{b:g}' for b in BETA_GRID)})",
     )
     g.add_argument(
         "--epochs",
-        type=int,
+        type=positive_int,
         help="elfs (and ccs over aum/forgetting/el2n): proxy epochs (default 20)",
     )
     g.add_argument(
         "--hidden",
-        type=int,
+        type=non_negative_int,
         help="elfs (and ccs over dynamics): proxy hidden width, 0 = linear (default 0)",
     )
     g.add_argument(
@@ -90,12 +90,14 @@ def add_method_flags(p: argparse.ArgumentParser) -> None:
         help="ccs: the score to stratify (default zcore)",
     )
     g.add_argument(
-        "--mis-ratio", type=float, help="ccs: fraction of the hardest rows dropped (default 0)"
+        "--mis-ratio", type=fraction, help="ccs: fraction of the hardest rows dropped (default 0)"
     )
-    g.add_argument("--strata", type=int, help=f"ccs: number of score strata (default {STRATA})")
+    g.add_argument(
+        "--strata", type=positive_int, help=f"ccs: number of score strata (default {STRATA})"
+    )
     g.add_argument(
         "--classes",
-        type=int,
+        type=positive_int,
         help="auto: classes (or modes) expected; its rule reads budget / classes (default 10)",
     )
 

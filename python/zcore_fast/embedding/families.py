@@ -43,7 +43,8 @@ def open_clip_model(spec: ModelSpec) -> LoadedModel:
     arch = spec.name
     if arch not in open_clip.list_models():
         raise ValueError(
-            f"unknown open_clip architecture {arch!r}{_close(arch, open_clip.list_models())}"
+            f"unknown open_clip architecture {arch!r}"
+            f"{_close(arch, open_clip.list_models(), 'open_clip.list_models()')}"
         )
     tags = open_clip.list_pretrained_tags_by_model(arch)
     weights = _need_weights(spec, "--pretrained", tags)
@@ -84,7 +85,10 @@ def timm_model(spec: ModelSpec) -> LoadedModel:
     """timm:NAME with --weights PATH or random; pooled features (no classifier)."""
     timm = _require("timm", "timm")
     if not timm.is_model(spec.name):
-        raise ValueError(f"unknown timm model {spec.name!r}{_close(spec.name, timm.list_models())}")
+        raise ValueError(
+            f"unknown timm model {spec.name!r}"
+            f"{_close(spec.name, timm.list_models(), 'timm.list_models()')}"
+        )
     weights = _need_weights(spec, "--weights", [])
     record = weights_record(weights)
     if weights == RANDOM:
@@ -111,7 +115,8 @@ def torchvision_model(spec: ModelSpec) -> LoadedModel:
     models = _require("torchvision.models", "torchvision")
     if spec.name not in models.list_models():
         raise ValueError(
-            f"unknown torchvision model {spec.name!r}{_close(spec.name, models.list_models())}"
+            f"unknown torchvision model {spec.name!r}"
+            f"{_close(spec.name, models.list_models(), 'torchvision.models.list_models()')}"
         )
     enum = models.get_model_weights(spec.name)
     tags = [w.name for w in enum]
@@ -257,9 +262,10 @@ def _unwrap_state(state: Any) -> Any:
     return state
 
 
-def _close(name: str, known: list[str]) -> str:
+def _close(name: str, known: list[str], lister: str) -> str:
+    """What to do about an unknown name: the near ones, else where the names are."""
     near = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    return f"; did you mean {', '.join(near)}?" if near else ""
+    return f"; did you mean {', '.join(near)}?" if near else f"; {lister} lists the names"
 
 
 def _require(module: str, package: str) -> Any:

@@ -101,7 +101,9 @@ def _scan_folder(folder: Path, origin: str) -> ImageList:
                 found.append(os.path.join(dirpath, name))
     if not found:
         raise ValueError(
-            f"no images found under {origin} (looked recursively for {', '.join(IMAGE_EXTENSIONS)})"
+            f"no images found under {origin} (looked recursively for "
+            f"{', '.join(IMAGE_EXTENSIONS)}); check the folder, or pass a text file that "
+            "lists image paths"
         )
     # Sort on the relative path as bytes: os.walk's order is file-system dependent.
     cut = len(root.rstrip("/")) + 1

@@ -11,6 +11,7 @@ from typing import Any, Union
 import numpy as np
 
 from zcore_fast.io import Embeddings, PathLike, as_sources
+from zcore_fast.npyfile import open_npy
 
 #: Class labels: an array or sequence (ints or strings), or a .npy path.
 Labels = Union[np.ndarray, Sequence[Any], PathLike]
@@ -23,14 +24,10 @@ def _is_path(obj: object) -> bool:
 
 
 def load_npy(path: PathLike, what: str) -> np.ndarray:
-    """np.load with errors that name the file and what it should hold."""
+    """The .npy array at `path`, memory-mapped, with errors that name the
+    file and what it should hold (the header is checked first: npyfile.py)."""
     p = Path(os.fsdecode(path))
-    if not p.exists():
-        raise FileNotFoundError(f"{what} file {p}: no such file; check the path")
-    try:
-        return np.load(p, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise ValueError(f"{what} file {p} is not a readable .npy array ({e})") from None
+    return open_npy(str(p), name=f"{what} file {p}", what=what)
 
 
 def load_matrix(
@@ -66,9 +63,16 @@ def load_matrix(
 
 def row_count(embeddings: Embeddings, name: str = "embeddings") -> int:
     """Rows of the embeddings, from array shapes or .npy headers."""
-    src = as_sources(embeddings)[0]
-    arr = load_npy(src, name) if isinstance(src, str) else src
-    return int(arr.shape[0])
+    shapes = [
+        (load_npy(src, name) if isinstance(src, str) else src).shape
+        for src in as_sources(embeddings)
+    ]
+    for shape in shapes:
+        if len(shape) != 2:
+            raise ValueError(f"{name}: shape {shape}; expected a 2-D array (rows = examples)")
+    if sum(shape[1] for shape in shapes) == 0:
+        raise ValueError(f"{name} have 0 dimensions; each row needs at least one value")
+    return int(shapes[0][0])
 
 
 def load_labels(labels: Labels, n: int, name: str = "embeddings") -> np.ndarray:
@@ -106,7 +110,9 @@ def load_scores(scores: Vector, n: int) -> np.ndarray:
             "row (e.g. from `zcore-fast score`)"
         )
     if s.dtype.kind not in "iuf":
-        raise TypeError(f"scores have dtype {s.dtype}; expected numbers")
+        raise TypeError(
+            f"scores have dtype {s.dtype}; give one number per row (e.g. from `zcore-fast score`)"
+        )
     s = s.astype(np.float64)
     if not np.all(np.isfinite(s)):
         raise ValueError("scores contain NaN or Inf")

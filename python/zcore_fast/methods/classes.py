@@ -11,6 +11,7 @@ import numpy as np
 from zcore_fast.methods.base import ProgressFn
 from zcore_fast.methods.kmeans import MAX_ITER, check_clusters, kmeans
 from zcore_fast.methods.rows import Rows
+from zcore_fast.npyfile import open_npy
 
 #: Default k for label-free classes. The methods' papers cluster into the
 #: number of classes, and the pools this project is measured on (CIFAR-10,
@@ -27,10 +28,7 @@ def as_class_ids(labels: Labels, n: int) -> tuple[np.ndarray, int]:
         path = os.fspath(labels)
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such labels file; check the path")
-        try:
-            labels = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            raise ValueError(f"{path}: not a readable .npy labels file ({e})") from None
+        labels = open_npy(path, name=f"labels file {path}", what="labels")
     arr = np.asarray(labels)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
@@ -43,6 +41,12 @@ def as_class_ids(labels: Labels, n: int) -> tuple[np.ndarray, int]:
         )
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise ValueError("labels contain NaN or Inf; every row needs a class")
+    if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
+        # As `evaluate` refuses them: fractional values are scores, not classes
+        # (each distinct value would be a class of its own).
+        raise ValueError(
+            "labels are floats that are not whole numbers; class labels must be integers or strings"
+        )
     if arr.dtype.kind not in "biufUSO":
         raise TypeError(f"labels have dtype {arr.dtype}; use integers or strings")
     _, ids = np.unique(arr, return_inverse=True)

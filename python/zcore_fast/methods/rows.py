@@ -16,12 +16,11 @@ from typing import Union
 import numpy as np
 
 from zcore_fast.io import Embeddings, as_sources
+from zcore_fast.npyfile import open_npy, read_header
 
 #: float32 values per block: 64 MB, large enough for BLAS to run at full speed
 #: and small enough that a few block-sized temporaries stay cheap.
 BLOCK_VALUES = 1 << 24
-
-_MAGIC = b"\x93NUMPY"
 
 
 class Rows:
@@ -51,6 +50,7 @@ class Rows:
 
     def block(self, start: int, stop: int) -> np.ndarray:
         """Rows start..stop as a C-contiguous float32 (stop - start, D) array."""
+        self.check_intact()
         return self._join([p[start:stop] for p in self.parts])
 
     def blocks(self, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -71,14 +71,41 @@ class Rows:
         step = self.block_rows
         for lo in range(0, index.size, step):
             chunk = sorted_index[lo : lo + step]
+            self.check_intact()
             out[order[lo : lo + step]] = self._join([p[chunk] for p in self.parts])
         return out
 
     def dense(self) -> np.ndarray:
         """All rows as one float32 (N, D) array (a view when that is possible)."""
         if len(self.parts) == 1 and self.parts[0].dtype == np.float32:
+            self.check_intact()
             return np.ascontiguousarray(self.parts[0])
         return self.block(0, self.n)
+
+    def check_intact(self) -> None:
+        """Refuses to read on when a memory-mapped file is now shorter than
+        its data: another process truncated or rewrote it in place (numpy.save
+        to the same path does). Reading a page past the end of a mapped file
+        kills the process with SIGBUS, so this is checked before every read of
+        a block (one fstat); a file cut during the read of one block itself is
+        not caught. A file replaced by a rename is harmless: the map keeps the
+        old one."""
+        for part, name in zip(self.parts, self.names):
+            mapped = getattr(part, "_mmap", None)
+            if mapped is None:
+                continue
+            try:
+                size = mapped.size()  # fstat of the mapped file itself, not of its path
+            except (OSError, ValueError):
+                continue
+            need = int(getattr(part, "offset", 0)) + part.nbytes
+            if size < need:
+                raise ValueError(
+                    f"{name} was truncated while this run was reading it (it now holds "
+                    f"{size:,} bytes, its header promises {need:,}); do not rewrite embeddings "
+                    "while they are in use (write a new file and rename it into place), then "
+                    "run again"
+                )
 
     def _join(self, pieces: list[np.ndarray]) -> np.ndarray:
         if len(pieces) == 1:
@@ -162,34 +189,20 @@ def open_rows(embeddings: Embeddings | Rows, *, check_finite: bool = True) -> Ro
 
 
 def _open_npy(path: str) -> np.ndarray:
-    try:
-        with open(path, "rb") as handle:
-            magic = handle.read(6)
-    except IsADirectoryError:
-        raise ValueError(f"{path} is a directory, not an .npy file") from None
-    if magic != _MAGIC:
-        raise ValueError(
-            f"{path}: not an .npy file (wrong magic bytes); save embeddings with numpy.save"
-        )
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as e:
-        # NumPy says "mmap length is greater than file size" for a cut file.
-        raise ValueError(
-            f"{path}: file is truncated or its header is damaged ({e}); write it again "
-            "with numpy.save"
-        ) from None
-    if arr.dtype.type not in (np.float16, np.float32, np.float64):
+    # The header is checked before NumPy parses it (npyfile.py): a damaged or
+    # hostile file gets the engine's one-line refusal, not NumPy's exception.
+    header = read_header(path, what="embeddings")
+    if header.dtype.type not in (np.float16, np.float32, np.float64):
         raise TypeError(
-            f"{path}: dtype {arr.dtype.str} is not a float16/float32/float64 array; "
+            f"{path}: dtype {header.dtype.str} is not a float16/float32/float64 array; "
             "embeddings must be floating point (cast with arr.astype('float32'))"
         )
-    if arr.ndim != 2:
+    if len(header.shape) != 2:
         raise ValueError(
-            f"{path}: array has shape {arr.shape}; expected a 2-D array (rows = examples, "
+            f"{path}: array has shape {header.shape}; expected a 2-D array (rows = examples, "
             "columns = embedding dimensions)"
         )
-    return arr
+    return open_npy(path, what="embeddings")
 
 
 def _check_finite(rows: Rows) -> None:

@@ -6,6 +6,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from functools import partial
+from numbers import Real
 from typing import Callable, Literal, Union
 
 import numpy as np
@@ -13,6 +14,7 @@ import numpy as np
 from zcore_fast import _native, backends
 from zcore_fast.cache import CacheMode, cached, check_mode
 from zcore_fast.io import Embeddings, PathLike, as_sources
+from zcore_fast.npyfile import SizeMismatchError, read_header
 from zcore_fast.threads import available_threads
 
 ProgressFn = Callable[[int, int], object]
@@ -217,12 +219,16 @@ def score_report(
         n_sample = auto_n_sample(_rows(sources), redund_nn)
     n_sample = _positive_int("n_sample", n_sample)
     threads = available_threads() if threads is None else _positive_int("threads", threads)
+    if isinstance(redund_exp, bool) or not isinstance(redund_exp, Real):
+        # float() would take "4" and say "could not convert" for "four".
+        raise TypeError(f"redund_exp must be a number, got {redund_exp!r}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     for name, fn in (("progress", progress), ("cache_progress", cache_progress)):
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be callable as {name}(done, total)")
     engine, devices = backends.resolve(backend, device)
+    _check_sizes(sources)
     # The torch backends read the inputs themselves: only the Rust engine
     # scores from the dimension-major cache.
     mode = check_mode(cache)  # refused on every backend alike
@@ -276,6 +282,22 @@ def _rows(sources: list[object]) -> int:
     if isinstance(first, np.ndarray):
         return int(first.shape[0])
     try:
-        return int(np.load(first, mmap_mode="r").shape[0])
-    except (OSError, ValueError, IndexError):
+        shape = read_header(str(first)).shape
+    except (OSError, ValueError):
         return 0
+    return int(shape[0]) if shape else 0
+
+
+def _check_sizes(sources: list[object]) -> None:
+    """Refuses a .npy file whose header promises more data than it holds
+    (or more than can exist) before the column cache sizes a copy from that
+    header: it would ask for exabytes of disk space. The engine reports
+    every other problem with a file in its own words."""
+    for source in sources:
+        if isinstance(source, str):
+            try:
+                read_header(source)
+            except SizeMismatchError:
+                raise
+            except (OSError, ValueError):
+                pass
