@@ -1,13 +1,16 @@
-"""Writes the seed corpus of the fuzz targets (fuzz/corpus/<target>/seed-*).
+"""Writes the seed corpus of the fuzz targets (fuzz/corpus/<target>/seed-*):
+npy_file and raw_source for cargo-fuzz (fuzz/fuzz_targets), py_* for the
+atheris targets (fuzz/python).
 
 Run once from the repository root; the files are checked in. Crashing
 inputs found later are added beside them as crash-<hash> and replayed by
-`cargo test` (rust/fuzzing.rs).
+`cargo test` (rust/fuzzing.rs) and pytest (tests/test_fuzz_corpus.py).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import struct
 from pathlib import Path
 
@@ -86,8 +89,70 @@ def raw_seeds() -> dict[str, bytes]:
     }
 
 
+def sidecar_seeds() -> dict[str, bytes]:
+    source = {
+        "path": "/data/emb.npy",
+        "size": 4096128,
+        "mtime_ns": 1733390000000000000,
+        "ino": 1234,
+        "header_sha256": "0" * 64,
+    }
+    record = {
+        "format": 1,
+        "sources": [source],
+        "rows": 1000,
+        "cols": 1024,
+        "dtype": "float32",
+        "bytes": 4096128,
+        "created": "2026-12-05T05:00:00+0000",
+    }
+    return {
+        "record": json.dumps(record, indent=1).encode(),
+        "two-sources": json.dumps({**record, "sources": [source, source]}).encode(),
+        "float16": json.dumps({**record, "dtype": "float16"}).encode(),
+        "rows-infinity": json.dumps(record).replace('"rows": 1000', '"rows": Infinity').encode(),
+        "rows-bool": json.dumps({**record, "rows": True}).encode(),
+        "old-format": json.dumps({**record, "format": 0}).encode(),
+        "nested": b"[" * 100000,
+    }
+
+
+def record_seeds() -> dict[str, bytes]:
+    config = {
+        "source": {"sha256": "ab", "count": 3},
+        "models": [{"model": "resnet18", "state_sha256": "cd", "dim": 512}],
+        "dtype": "float16",
+    }
+    progress = {
+        "format": "zcore-fast-embeddings/1",
+        "config": config,
+        "total": 3,
+        "done": 2,
+        "rows": 1,
+        "skipped": [{"index": 0, "path": "a.jpg", "error": "truncated"}],
+        "seconds": 1.5,
+    }
+    manifest = {"format": "zcore-fast-embeddings/1", "file": "emb.npy", "rows": 3, "config": config}
+    return {
+        "progress": json.dumps(progress, indent=1).encode(),
+        "progress-done-past-total": json.dumps({**progress, "done": 9}).encode(),
+        "progress-string-count": json.dumps({**progress, "rows": "1"}).encode(),
+        "manifest": json.dumps(manifest).encode(),
+        "manifest-config-list": json.dumps({**manifest, "config": []}).encode(),
+        "manifest-models-strings": json.dumps({**manifest, "config": {"models": ["a"]}}).encode(),
+        "utf16": json.dumps(progress).encode("utf-16"),
+        "nested": b'{"a":' * 50000,
+    }
+
+
 def main() -> None:
-    for target, seeds in (("npy_file", npy_seeds()), ("raw_source", raw_seeds())):
+    for target, seeds in (
+        ("npy_file", npy_seeds()),
+        ("raw_source", raw_seeds()),
+        ("py_npy_header", npy_seeds()),
+        ("py_cache_sidecar", sidecar_seeds()),
+        ("py_embed_records", record_seeds()),
+    ):
         out = HERE / target
         out.mkdir(parents=True, exist_ok=True)
         for name, data in seeds.items():

@@ -8,3 +8,5 @@ cargo clippy --release --all-targets --all-features -- -D warnings
 cargo test --release
 ruff check python tests benches
 python -m pytest -q tests
+# about 60 s of every fuzz target (Rust ones need the nightly toolchain)
+bash fuzz/run.sh 60

@@ -29,8 +29,11 @@ from zcore_fast.io import atomic_write
 FORMAT = 1
 PREFIX = "columns-"
 _MAGIC = b"\x93NUMPY"
-#: Headers longer than this are not .npy files we want to cache.
-_MAX_HEADER = 1 << 20
+#: Headers longer than this are refused (numpy itself refuses more than
+#: 10,000 bytes unless told otherwise; ours are under 200).
+_MAX_HEADER = 1 << 16
+#: Magic, version and header length: at most 12 bytes.
+_PREFIX_MAX = 12
 
 
 @dataclass(frozen=True)
@@ -48,33 +51,56 @@ def read_header(path: str | Path) -> tuple[NpyHeader, bytes]:
     """The header of the .npy file at `path` and its raw bytes (magic up to
     the data). Raises ValueError for a file that is not a .npy."""
     with open(path, "rb") as f:
-        prefix = f.read(12)
-        if len(prefix) < 10 or not prefix.startswith(_MAGIC):
-            raise ValueError(f"{path}: not a .npy file")
-        major = prefix[6]
-        if major == 1:
-            (length,), start = struct.unpack("<H", prefix[8:10]), 10
-        elif major in (2, 3) and len(prefix) == 12:
-            (length,), start = struct.unpack("<I", prefix[8:12]), 12
-        else:
-            raise ValueError(f"{path}: unsupported .npy format version {major}")
-        if length > _MAX_HEADER:
-            raise ValueError(f"{path}: .npy header too long")
-        f.seek(start)
-        text = f.read(length)
+        lead = f.read(_PREFIX_MAX + _MAX_HEADER)
+    return parse_header(lead, str(path))
+
+
+def parse_header(lead: bytes, name: str) -> tuple[NpyHeader, bytes]:
+    """The header at the start of `lead` (a .npy file's first bytes, at
+    least up to its data) and its raw bytes. Raises ValueError, naming
+    `name`, for anything that is not a well-formed .npy header (any shape):
+    the bytes come from files nobody vouches for, so every field is checked
+    here and no other exception escapes (fuzzed: fuzz/python)."""
+    if len(lead) < 10 or not lead.startswith(_MAGIC):
+        raise ValueError(f"{name}: not a .npy file")
+    major = lead[6]
+    if major == 1:
+        (length,), start = struct.unpack("<H", lead[8:10]), 10
+    elif major in (2, 3) and len(lead) >= 12:
+        (length,), start = struct.unpack("<I", lead[8:12]), 12
+    else:
+        raise ValueError(f"{name}: unsupported .npy format version {major}")
+    if length > _MAX_HEADER:
+        raise ValueError(f"{name}: .npy header too long ({length:,} bytes)")
+    text = lead[start : start + length]
     if len(text) != length:
-        raise ValueError(f"{path}: truncated .npy header")
+        raise ValueError(f"{name}: truncated .npy header")
     try:
         fields = ast.literal_eval(text.decode("utf8" if major == 3 else "latin1"))
+        if not isinstance(fields, dict):
+            raise TypeError("not a dict")
+        shape = fields["shape"]
+        if not isinstance(shape, tuple) or not all(
+            type(n) is int and n >= 0 for n in shape  # type(): a bool is not a size
+        ):
+            raise TypeError(f"shape {shape!r}")
         header = NpyHeader(
-            shape=tuple(int(n) for n in fields["shape"]),
+            shape=shape,
             dtype=np.lib.format.descr_to_dtype(fields["descr"]),
-            fortran_order=bool(fields["fortran_order"]),
+            fortran_order=_strict_bool(fields["fortran_order"]),
             data_offset=start + length,
         )
-    except (SyntaxError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: unreadable .npy header ({e})") from None
-    return header, prefix[:start] + text
+    # RecursionError and MemoryError: literal_eval on nested or huge
+    # literals; the header cap keeps the latter theoretical.
+    except (SyntaxError, ValueError, KeyError, TypeError, RecursionError, MemoryError) as e:
+        raise ValueError(f"{name}: unreadable .npy header ({type(e).__name__}: {e})") from None
+    return header, lead[:start] + text
+
+
+def _strict_bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"fortran_order {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -169,12 +195,47 @@ def write_sidecar(
 def read_sidecar(entry: Entry) -> dict[str, Any] | None:
     """The sidecar's record, or None when missing or unreadable."""
     try:
-        record = json.loads(entry.sidecar.read_text())
-        record["sources"] = [SourceStat(**s) for s in record["sources"]]
-        record["rows"], record["cols"] = int(record["rows"]), int(record["cols"])
-    except (OSError, ValueError, KeyError, TypeError):
+        text = entry.sidecar.read_bytes()
+    except OSError:
         return None
-    return record if isinstance(record, dict) and record.get("format") == FORMAT else None
+    return parse_sidecar(text)
+
+
+def parse_sidecar(text: bytes) -> dict[str, Any] | None:
+    """The record in a sidecar's bytes, its sources as `SourceStat`s, or
+    None unless it is exactly a record this version writes (any other
+    content means an incomplete or foreign entry, rebuilt, never trusted).
+    No exception escapes (fuzzed: fuzz/python)."""
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        return None
+    sources = record.get("sources")
+    if not isinstance(sources, list) or not all(_is_source_record(s) for s in sources):
+        return None
+    if not all(_is_count(record.get(key)) for key in ("rows", "cols", "bytes")):
+        return None
+    if record.get("dtype") not in ("float16", "float32"):
+        return None
+    record["sources"] = [SourceStat(**s) for s in sources]
+    return record
+
+
+def _is_count(value: object) -> bool:
+    return type(value) is int and value >= 0  # type(): a bool is not a count
+
+
+_SOURCE_FIELDS = {"path": str, "size": int, "mtime_ns": int, "ino": int, "header_sha256": str}
+
+
+def _is_source_record(value: object) -> bool:
+    return (
+        isinstance(value, dict)
+        and value.keys() == _SOURCE_FIELDS.keys()
+        and all(type(value[k]) is t for k, t in _SOURCE_FIELDS.items())
+    )
 
 
 def matches(

@@ -47,14 +47,33 @@ class Progress:
     @classmethod
     def load(cls, path: Path) -> Progress:
         """Reads a record; ValueError when it is not one."""
-        data = read_json(path)
+        return cls.parse(read_json(path), path)
+
+    @classmethod
+    def parse(cls, data: dict[str, Any], path: Path) -> Progress:
+        """The record in `data` (a JSON object read from `path`); ValueError
+        naming `path` unless every field has its type and the counts agree
+        (0 <= rows <= done <= total): a resumed run trusts them to seek into
+        its partial files."""
         if data.get("format") != FORMAT:
             raise ValueError(f"{path} is not a zcore-fast progress record ({FORMAT})")
-        data.pop("format")
-        try:
-            return cls(**data)
-        except TypeError:
-            raise ValueError(f"{path} is damaged; delete it and the .partial files") from None
+        fields = {k: v for k, v in data.items() if k != "format"}
+        counts = [fields.get(k) for k in ("total", "done", "rows")]
+        ok = (
+            fields.keys() == _PROGRESS_FIELDS
+            and isinstance(fields["config"], dict)
+            and all(type(c) is int for c in counts)  # type(): a bool is not a count
+            and 0 <= fields["rows"] <= fields["done"] <= fields["total"]
+            and isinstance(fields["skipped"], list)
+            and all(isinstance(s, dict) for s in fields["skipped"])
+            and type(fields["seconds"]) in (int, float)
+        )
+        if not ok:
+            raise ValueError(f"{path} is damaged; delete it and the .partial files")
+        return cls(**fields)
+
+
+_PROGRESS_FIELDS = {"config", "total", "done", "rows", "skipped", "seconds"}
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -66,29 +85,40 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def read_json(path: Path) -> dict[str, Any]:
     """Reads a JSON object; ValueError naming the file when it is not one."""
+    with open(path, "rb") as handle:
+        return parse_json_object(handle.read(), path)
+
+
+def parse_json_object(text: bytes, path: Path) -> dict[str, Any]:
+    """The JSON object in `text` (read from `path`); ValueError naming the
+    file for anything else. No other exception escapes (fuzzed: fuzz/python)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except json.JSONDecodeError as e:
+        data = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deeply; delete it to start over") from None
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
         raise ValueError(f"{path} is not valid JSON ({e}); delete it to start over") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} is not a JSON object; delete it to start over")
     return data
 
 
-def config_mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """What differs between a recorded run's config and this one, in words;
-    None when they match."""
+def config_mismatch(old: Any, new: dict[str, Any]) -> str | None:
+    """What differs between a recorded run's config (`old`, as read from a
+    file, so any JSON value) and this one, in words; None when they match."""
     if old == new:
         return None
-    src_old, src_new = old.get("source", {}), new.get("source", {})
-    if src_old.get("sha256") != src_new.get("sha256"):
-        n_old, n_new = src_old.get("count"), src_new.get("count")
+    if not isinstance(old, dict):
+        return "the recorded settings are damaged"
+    src_old, src_new = _get(old, "source"), _get(new, "source")
+    if _get(src_old, "sha256") != _get(src_new, "sha256"):
+        n_old, n_new = _get(src_old, "count"), _get(src_new, "count")
         what = f"{n_old} images then, {n_new} now" if n_old != n_new else "same count, other paths"
         return f"the image list changed ({what})"
-    models_old, models_new = old.get("models", []), new.get("models", [])
-    names_old = [m.get("model") for m in models_old]
-    names_new = [m.get("model") for m in models_new]
+    models_old, models_new = _get(old, "models"), _get(new, "models")
+    models_old = models_old if isinstance(models_old, list) else []
+    names_old = [str(_get(m, "model")) for m in models_old]
+    names_new = [str(_get(m, "model")) for m in models_new]
     if names_old != names_new:
         return f"the models differ (then {', '.join(names_old)}; now {', '.join(names_new)})"
     for i, (a, b) in enumerate(zip(models_old, models_new)):
@@ -97,12 +127,18 @@ def config_mismatch(old: dict[str, Any], new: dict[str, Any]) -> str | None:
             ("preprocessing", "preprocessing"),
             ("dim", "output size"),
         ):
-            if a.get(key) != b.get(key):
-                return f"the {what} of model {i + 1} ({a.get('model')}) differ"
+            if _get(a, key) != _get(b, key):
+                return f"the {what} of model {i + 1} ({_get(a, 'model')}) differ"
     for key in ("dtype", "precision", "device", "batch_size", "separate", "outputs"):
         if old.get(key) != new.get(key):
             return f"{key} was {old.get(key)!r}, now {new.get(key)!r}"
     return "the recorded settings differ"
+
+
+def _get(record: Any, key: str) -> Any:
+    """`record[key]` of a JSON object, None for a missing key or a record
+    that is not an object."""
+    return record.get(key) if isinstance(record, dict) else None
 
 
 def remove_quietly(path: Path) -> None:

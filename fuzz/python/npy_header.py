@@ -1,0 +1,33 @@
+"""Fuzz target: the cache's .npy header reader (`cache.entries.parse_header`)
+over arbitrary leading bytes of a file.
+
+Run: python fuzz/python/npy_header.py fuzz/corpus/py_npy_header -runs=10000000
+(`pip install ".[fuzz]"` brings atheris). `check` is also replayed over the
+corpus by tests/test_fuzz_corpus.py.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import atheris_or_replay
+
+with atheris_or_replay.instrumented(__name__ == "__main__"):
+    from zcore_fast.cache.entries import parse_header
+
+
+def check(data: bytes) -> None:
+    """Refused with ValueError, or a header that lies inside `data`."""
+    try:
+        header, raw = parse_header(data, "fuzz.npy")
+    except ValueError as e:
+        assert str(e).startswith("fuzz.npy: "), e
+        return
+    assert raw == data[: header.data_offset]
+    assert all(isinstance(n, int) and n >= 0 for n in header.shape)
+    assert isinstance(header.fortran_order, bool)
+    assert header.dtype.itemsize >= 0
+
+
+if __name__ == "__main__":
+    atheris_or_replay.main(check, sys.argv)
