@@ -30,7 +30,15 @@ def as_sources(embeddings: Embeddings) -> list[str | np.ndarray]:
     they are float16/32/64, contiguous and little-endian; integer arrays are
     cast to float32.
     """
-    items = [embeddings] if _is_source(embeddings) else list(embeddings)  # type: ignore[arg-type]
+    if _is_source(embeddings):
+        items = [embeddings]
+    elif isinstance(embeddings, (list, tuple)):
+        items = list(embeddings)
+    else:
+        raise TypeError(
+            f"embeddings is a {type(embeddings).__name__}; pass a NumPy array, a .npy path, "
+            "or a list of them"
+        )
     if not items:
         raise ValueError("no embeddings given: pass an array, a .npy path, or a list of them")
     return [_as_source(item, i) for i, item in enumerate(items)]
@@ -97,10 +105,27 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
         # open() would have (0666 less the umask).
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
+        _fsync_directory(target.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Makes a rename in `directory` durable: without it a power cut after
+    os.replace may bring back the old name (or none) although the data was
+    synced. Skipped where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory if str(directory) else ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a directory
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
