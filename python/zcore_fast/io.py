@@ -95,7 +95,10 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     """Writes to a temporary file beside `path` and renames it into place on
     success, so readers never see a partial file and a failure leaves none."""
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.", suffix=".tmp")
+    _remove_orphans(target)
+    fd, tmp = tempfile.mkstemp(
+        dir=target.parent or ".", prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -110,6 +113,40 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _remove_orphans(target: Path) -> None:
+    """Removes temporaries of `target` left by writers that died (kill -9,
+    power loss): `.{name}.{pid}.*.tmp` whose process no longer exists. A
+    live writer's temporary (its pid alive) is left alone."""
+    prefix = f".{target.name}."
+    try:
+        names = os.listdir(target.parent if str(target.parent) else ".")
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                os.unlink(target.parent / name)
+            except OSError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists (on this host). Outside POSIX always
+    True: there is no harmless probe (os.kill(pid, 0) terminates on Windows)."""
+    if pid == os.getpid() or os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _fsync_directory(directory: Path) -> None:
