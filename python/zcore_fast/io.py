@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno as _errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -91,28 +93,71 @@ def check_output_path(output: PathLike, inputs: Sequence[str | np.ndarray] = ())
 
 
 @contextmanager
-def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
+def atomic_write(path: PathLike, mode: str = "wb", size: int | None = None) -> Iterator[IO]:
     """Writes to a temporary file beside `path` and renames it into place on
-    success, so readers never see a partial file and a failure leaves none."""
-    target = Path(path)
+    success, so readers never see a partial file and a failure leaves none.
+
+    The file and, after the rename, its directory are fsynced: once this
+    returns the output survives a power cut. `size`, the bytes about to be
+    written when known, lets a full disk be refused before writing and
+    named in the error. Any I/O failure (full disk, file-size limit,
+    read-only directory) becomes one OSError that names the path, the space
+    needed and the space free.
+    """
+    # Through a symlink: write beside the file it names (maybe on another
+    # file system), so the rename replaces that file, not the link.
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
     _remove_orphans(target)
-    fd, tmp = tempfile.mkstemp(
-        dir=target.parent or ".", prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp"
-    )
+    if size is not None:
+        free = _free_bytes(parent)
+        if free is not None and free < size:
+            raise _write_error(target, "not enough space on its file system", size)
+    try:
+        fd, tmp = tempfile.mkstemp(
+            dir=parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp"
+        )
+    except OSError as e:
+        raise _write_error(target, e.strerror or str(e), size, e.errno) from None
     try:
         with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+            try:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError as e:
+                raise _write_error(target, e.strerror or str(e), size, e.errno) from None
         # mkstemp creates 0600; give the output the permissions a plain
         # open() would have (0666 less the umask).
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
-        _fsync_directory(target.parent)
+        _fsync_directory(parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _free_bytes(directory: Path) -> int | None:
+    try:
+        return shutil.disk_usage(directory).free
+    except OSError:
+        return None
+
+
+def _write_error(target: Path, why: str, size: int | None, errno: int | None = None) -> OSError:
+    """One line: what could not be written, why, and the space it needs."""
+    parent = target.parent if str(target.parent) else Path(".")
+    free = _free_bytes(parent)
+    need = f"it needs {size:,} bytes" if size is not None else "it needs more space"
+    room = f", {free:,} are free there" if free is not None else ""
+    if errno in (_errno.EROFS, _errno.EACCES, _errno.EPERM):
+        text = f"{why}; nothing was written; choose a directory you can write to"
+    else:
+        text = f"{why} ({need}{room}); nothing was written; free some space or write it elsewhere"
+    err = OSError(f"cannot write {target}: {text}")
+    err.errno = errno
+    return err
 
 
 def _remove_orphans(target: Path) -> None:
@@ -174,7 +219,7 @@ def _umask() -> int:
 
 def save_array(path: PathLike, array: np.ndarray) -> None:
     """Saves `array` as .npy atomically."""
-    with atomic_write(path) as handle:
+    with atomic_write(path, size=array.nbytes + 128) as handle:  # + the .npy header
         np.save(handle, array)
 
 
@@ -189,21 +234,30 @@ def save_selection(path: PathLike, indices: np.ndarray, scores: np.ndarray | Non
     suffix = Path(path).suffix.lower()
     if suffix == ".npy":
         save_array(path, np.asarray(indices, dtype=np.int64))
-    elif suffix == ".txt":
-        with atomic_write(path, "w") as handle:
-            handle.write("".join(f"{i}\n" for i in indices.tolist()))
-    elif suffix == ".csv":
-        with atomic_write(path, "w") as handle:
-            handle.write("index,score,rank\n")
-            if scores is None:
-                handle.write("".join(f"{i},,{r}\n" for r, i in enumerate(indices.tolist(), 1)))
-            else:
-                for rank, (i, s) in enumerate(zip(indices.tolist(), scores[indices].tolist()), 1):
-                    handle.write(f"{i},{s:.9g},{rank}\n")
+    elif suffix in (".txt", ".csv"):
+        text = _selection_text(suffix, indices, scores).encode()
+        with atomic_write(path, size=len(text)) as handle:
+            handle.write(text)
     else:
         raise ValueError(
             f"{path}: unknown output format {suffix or '(none)'}; use .npy, .txt or .csv"
         )
+
+
+def _selection_text(suffix: str, indices: np.ndarray, scores: np.ndarray | None) -> str:
+    """The .txt or .csv text of a selection (built first, so its size is
+    known before anything is written)."""
+    if suffix == ".txt":
+        return "".join(f"{i}\n" for i in indices.tolist())
+    lines = ["index,score,rank\n"]
+    if scores is None:
+        lines += [f"{i},,{r}\n" for r, i in enumerate(indices.tolist(), 1)]
+    else:
+        lines += [
+            f"{i},{s:.9g},{rank}\n"
+            for rank, (i, s) in enumerate(zip(indices.tolist(), scores[indices].tolist()), 1)
+        ]
+    return "".join(lines)
 
 
 def example_embeddings(n: int = 5_000, d: int = 64, seed: int = 0) -> np.ndarray:
