@@ -1,6 +1,7 @@
-"""Crash consistency: `select` and `score` killed with SIGKILL at random
-points never leave a partial output, never damage an output that existed
-before, and the next run removes the dead writer's temporaries."""
+"""Crash consistency: `select`, `score` and a column-cache build killed with
+SIGKILL at random points never leave a partial output, never damage an
+output that existed before, and the next run removes the dead writer's
+temporaries."""
 
 from __future__ import annotations
 
@@ -84,3 +85,50 @@ def test_orphaned_temporaries_of_dead_writers_are_removed(tmp_path: Path) -> Non
     assert not orphan.exists()
     assert live.exists() and other.exists()
     assert np.load(out).tolist() == [0, 1, 2]
+
+
+def test_sigkill_during_cache_build(tmp_path: Path) -> None:
+    emb = tmp_path / "emb.npy"
+    np.save(emb, example_embeddings(200_000, 64, seed=4))  # 51 MB: a build worth killing
+    cache = tmp_path / "cache"
+    reference = tmp_path / "reference.npy"
+
+    def command(out: Path, *cache_args: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "zcore_fast.cli",
+            "score",
+            str(emb),
+            "-o",
+            str(out),
+            "--n-sample",
+            "200",
+            "--threads",
+            "1",
+            *cache_args,
+        ]
+
+    subprocess.run(command(reference, "--cache", "never"), check=True, capture_output=True)
+    building = [*("--cache", "always", "--cache-dir", str(cache))]
+    start = time.perf_counter()
+    subprocess.run(command(tmp_path / "first.npy", *building), check=True, capture_output=True)
+    full = time.perf_counter() - start
+    subprocess.run(["rm", "-rf", str(cache)], check=True)
+    rng = np.random.default_rng(int.from_bytes(os.urandom(4), "little"))
+    for delay in sorted(rng.uniform(0.0, full, size=10)):
+        proc = subprocess.Popen(
+            command(tmp_path / "out.npy", *building),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # Whatever the kill left, the next run uses a complete entry or
+        # rebuilds it, and scores exactly as without a cache.
+        out = tmp_path / "after.npy"
+        subprocess.run(command(out, *building), check=True, capture_output=True)
+        assert out.read_bytes() == reference.read_bytes(), f"killed after {delay:.2f} s"
+        left = [p.name for p in cache.iterdir() if p.name.endswith(".tmp")]
+        assert left == [], f"killed after {delay:.2f} s: temporaries left {left}"

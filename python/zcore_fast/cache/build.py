@@ -206,6 +206,7 @@ def _build(plan: _Plan, threads: int, progress: ProgressFn | None) -> float:
     tmp = entry.temp_path()
     done = False
     try:
+        _remove_orphans(entry)
         _remove_replaced(plan)
         _check_space(entry.directory, plan)
         rows, cols, dtype = _native.build_cache(
@@ -232,6 +233,18 @@ def _build(plan: _Plan, threads: int, progress: ProgressFn | None) -> float:
                 _unlink(path)
             remove_held(entry.lock)
     return time.perf_counter() - start
+
+
+def _remove_orphans(entry: Entry) -> None:
+    """Removes temporaries of `entry` left by builders that died (kill -9,
+    power loss). The caller holds the entry's exclusive lock, which every
+    builder holds while its temporary exists, so any such file is an
+    orphan. (Their lock file stays: the kernel released its flock when the
+    process died, and it is reused.)"""
+    prefix = f".{entry.name}.npy."
+    for name in os.listdir(entry.directory):
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            _unlink(entry.directory / name)
 
 
 def _check_space(directory: Path, plan: _Plan) -> None:
