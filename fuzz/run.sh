@@ -30,11 +30,16 @@ keep_crashes() {  # target corpus-name
 }
 
 status=0
-if cargo +nightly --version >/dev/null 2>&1; then
-  if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "fuzz: installing cargo-fuzz (once, about 3 minutes)"
-    cargo install cargo-fuzz --locked --quiet
-  fi
+have_fuzz() {
+  cargo fuzz --version >/dev/null 2>&1 && return 0
+  echo "fuzz: installing cargo-fuzz (once, about 3 minutes)"
+  cargo install cargo-fuzz --locked --quiet
+}
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  echo "fuzz: SKIPPED the Rust targets: no nightly toolchain (rustup toolchain install nightly)"
+elif ! have_fuzz; then
+  echo "fuzz: SKIPPED the Rust targets: cargo-fuzz could not be installed (cargo install cargo-fuzz)"
+else
   cargo +nightly fuzz build -O
   each=$(( total / 2 / ${#rust_targets[@]} ))
   for t in "${rust_targets[@]}"; do
@@ -50,8 +55,6 @@ if cargo +nightly --version >/dev/null 2>&1; then
       2>&1 | grep -E '^stat::number_of_executed_units|^Done|ERROR|panicked' || true
     keep_crashes "$t" "$t" || status=1
   done
-else
-  echo "fuzz: SKIPPED the Rust targets: no nightly toolchain (rustup toolchain install nightly)"
 fi
 
 each=$(( total / 2 / ${#py_targets[@]} ))
