@@ -120,13 +120,14 @@ def atomic_write(path: PathLike, mode: str = "wb", size: int | None = None) -> I
     except OSError as e:
         raise _write_error(target, e.strerror or str(e), size, e.errno) from None
     try:
-        with os.fdopen(fd, mode) as handle:
-            try:
+        try:
+            # Closing flushes what is buffered, so it can fail too: inside.
+            with os.fdopen(fd, mode) as handle:
                 yield handle
                 handle.flush()
                 os.fsync(handle.fileno())
-            except OSError as e:
-                raise _write_error(target, e.strerror or str(e), size, e.errno) from None
+        except OSError as e:
+            raise _write_error(target, e.strerror or str(e), size, e.errno) from None
         # mkstemp creates 0600; give the output the permissions a plain
         # open() would have (0666 less the umask).
         os.chmod(tmp, 0o666 & ~_umask())
