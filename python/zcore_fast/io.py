@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import errno as _errno
+import io as io_module
 import os
 import shutil
 import tempfile
@@ -224,41 +226,84 @@ def save_array(path: PathLike, array: np.ndarray) -> None:
         np.save(handle, array)
 
 
-def save_selection(path: PathLike, indices: np.ndarray, scores: np.ndarray | None) -> None:
+def save_selection(
+    path: PathLike,
+    indices: np.ndarray,
+    scores: np.ndarray | None,
+    ids: np.ndarray | None = None,
+) -> None:
     """Saves selected indices in the format the extension names.
 
     .npy: int64 indices; .txt: one index a line; .csv: index,score,rank
     (rank = position in `indices`, 1 first: the highest score for ZCore; the
-    score cell is empty when `scores` is None, e.g. for random). Written
-    atomically.
+    score cell is empty when `scores` is None, e.g. for random); .parquet:
+    the same columns (needs pyarrow). With `ids` (one per row of the pool,
+    from a table's id column) .csv and .parquet start with an id column.
+    Written atomically.
     """
     suffix = Path(path).suffix.lower()
+    indices = np.asarray(indices, dtype=np.int64)
     if suffix == ".npy":
-        save_array(path, np.asarray(indices, dtype=np.int64))
+        save_array(path, indices)
     elif suffix in (".txt", ".csv"):
-        text = _selection_text(suffix, indices, scores).encode()
+        text = _selection_text(suffix, indices, scores, ids).encode()
         with atomic_write(path, size=len(text)) as handle:
             handle.write(text)
+    elif suffix in (".parquet", ".pq"):
+        data = _selection_parquet(indices, scores, ids)
+        with atomic_write(path, size=len(data)) as handle:
+            handle.write(data)
     else:
         raise ValueError(
-            f"{path}: unknown output format {suffix or '(none)'}; use .npy, .txt or .csv"
+            f"{path}: unknown output format {suffix or '(none)'}; use .npy, .txt, .csv or .parquet"
         )
 
 
-def _selection_text(suffix: str, indices: np.ndarray, scores: np.ndarray | None) -> str:
+def _selection_text(
+    suffix: str, indices: np.ndarray, scores: np.ndarray | None, ids: np.ndarray | None
+) -> str:
     """The .txt or .csv text of a selection (built first, so its size is
     known before anything is written)."""
     if suffix == ".txt":
         return "".join(f"{i}\n" for i in indices.tolist())
-    lines = ["index,score,rank\n"]
-    if scores is None:
-        lines += [f"{i},,{r}\n" for r, i in enumerate(indices.tolist(), 1)]
+    out = io_module.StringIO()
+    rows = csv.writer(out, lineterminator="\n")  # quotes ids holding commas or quotes
+    rows.writerow((["id"] if ids is not None else []) + ["index", "score", "rank"])
+    picked = indices.tolist()
+    values = [""] * len(picked) if scores is None else [f"{s:.9g}" for s in scores[indices]]
+    ranks = range(1, len(picked) + 1)
+    if ids is None:
+        rows.writerows(zip(picked, values, ranks))
     else:
-        lines += [
-            f"{i},{s:.9g},{rank}\n"
-            for rank, (i, s) in enumerate(zip(indices.tolist(), scores[indices].tolist()), 1)
-        ]
-    return "".join(lines)
+        rows.writerows(zip(ids[indices].tolist(), picked, values, ranks))
+    return out.getvalue()
+
+
+def _selection_parquet(
+    indices: np.ndarray, scores: np.ndarray | None, ids: np.ndarray | None
+) -> bytes:
+    """The selection as Parquet bytes: [id,] index, score (null without
+    scores), rank. pyarrow is imported only here, for this output."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError(
+            "writing .parquet needs pyarrow: pip install 'zcore-fast[parquet]', or write .csv"
+        ) from None
+    columns: dict[str, object] = {}
+    if ids is not None:
+        columns["id"] = pa.array(ids[indices].tolist() if ids.dtype == object else ids[indices])
+    columns["index"] = pa.array(indices)
+    columns["score"] = (
+        pa.nulls(len(indices), pa.float32())
+        if scores is None
+        else pa.array(np.asarray(scores, dtype=np.float32)[indices])
+    )
+    columns["rank"] = pa.array(np.arange(1, len(indices) + 1, dtype=np.int64))
+    sink = io_module.BytesIO()
+    pq.write_table(pa.table(columns), sink)
+    return sink.getvalue()
 
 
 def example_embeddings(n: int = 5_000, d: int = 64, seed: int = 0) -> np.ndarray:

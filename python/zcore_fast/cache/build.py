@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Union
+from typing import Callable, Literal, Optional, Union
 
 import numpy as np
 
@@ -79,12 +79,19 @@ class Prepared:
     seconds: float = 0.0
 
 
+#: Writes an entry's dimension-major copy to a path: write(path, threads,
+#: progress) -> (rows, cols, dtype), as `_native.build_cache` does.
+Writer = Callable[[Path, int, Optional[ProgressFn]], tuple[int, int, str]]
+
+
 @dataclass(frozen=True)
 class _Plan:
     entry: Entry
     stats: tuple[SourceStat, ...]
     shape: tuple[int, int]
     dtype: str
+    #: Builds the copy; None: the Rust engine from the .npy sources.
+    write: Writer | None = None
 
 
 def check_mode(cache: object) -> Mode:
@@ -150,6 +157,35 @@ def cached(
     if plan is None:
         yield Prepared(list(sources))
         return
+    with _use(plan, threads, progress) as prepared:
+        yield prepared
+
+
+@contextmanager
+def cached_copy(
+    stats: Sequence[SourceStat],
+    shape: tuple[int, int],
+    dtype: str,
+    write: Writer,
+    *,
+    cache_dir: PathLike | None = None,
+    threads: int | None = None,
+    progress: ProgressFn | None = None,
+) -> Iterator[Prepared]:
+    """Like `cached`, for inputs the engine cannot read itself (Parquet):
+    the entry keyed by `stats` (one record per source file) holding a
+    `shape` copy of `dtype`, built by `write` when missing or stale."""
+    plan = _Plan(
+        entry_for(cache_dir_or_default(cache_dir), stats, dtype), tuple(stats), shape, dtype, write
+    )
+    with _use(plan, threads, progress) as prepared:
+        yield prepared
+
+
+@contextmanager
+def _use(plan: _Plan, threads: int | None, progress: ProgressFn | None) -> Iterator[Prepared]:
+    """Yields `plan`'s entry, built first when missing or stale, its lock
+    held shared while the caller uses it."""
     if threads is None:
         threads = available_threads()
     entry = plan.entry
@@ -209,9 +245,12 @@ def _build(plan: _Plan, threads: int, progress: ProgressFn | None) -> float:
         _remove_orphans(entry)
         _remove_replaced(plan)
         _check_space(entry.directory, plan)
-        rows, cols, dtype = _native.build_cache(
-            [s.path for s in plan.stats], str(tmp), threads=threads, progress=progress
-        )
+        if plan.write is None:
+            rows, cols, dtype = _native.build_cache(
+                [s.path for s in plan.stats], str(tmp), threads=threads, progress=progress
+            )
+        else:
+            rows, cols, dtype = plan.write(tmp, threads, progress)
         if (rows, cols, dtype) != (*plan.shape, plan.dtype):
             raise _native.ZCoreError(
                 f"column cache built as {rows} x {cols} {dtype}, expected "
@@ -291,6 +330,7 @@ __all__ = [
     "Mode",
     "Prepared",
     "cached",
+    "cached_copy",
     "check_mode",
     "default_cache_dir",
     "prepare",

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from zcore_fast.cli.usage import (
     positive_int,
     sample_count,
 )
+from zcore_fast.integrations.tables import Resolved, is_table, resolve
 from zcore_fast.io import (
     as_sources,
     check_output_path,
@@ -67,7 +69,12 @@ def _budget(text: str) -> float | int:
 
 
 def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("embeddings", nargs="*", help=".npy files (N x D each), concatenated along D")
+    p.add_argument(
+        "embeddings",
+        nargs="*",
+        help=".npy files (N x D each), concatenated along D; or one Parquet file or folder of "
+        "Parquet parts (see --column)",
+    )
     p.add_argument(
         "--example",
         action="store_true",
@@ -115,6 +122,16 @@ def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
         help="auto: a CUDA GPU when PyTorch sees one, else cpu (the Rust engine); "
         "cuda: PyTorch on GPUs; torch: PyTorch on the CPU (default %(default)s)",
     )
+    t = p.add_argument_group("Parquet input (README: Parquet, Arrow and Hugging Face)")
+    t.add_argument(
+        "--column",
+        help="the list<float> column holding the embeddings (default: embedding, embeddings, "
+        "emb, vector or features, else the only list column)",
+    )
+    t.add_argument(
+        "--id-column",
+        help="a column of row ids (integers or strings); .csv and .parquet outputs carry them",
+    )
     add_cache_flags(p)  # --cache, --cache-dir (cache.py)
     o = p.add_argument_group("output")
     o.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
@@ -141,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         required=True,
-        help="indices: .npy (int64), .txt (one a line) or .csv (index,score,rank)",
+        help="indices: .npy (int64), .txt (one a line), .csv (index,score,rank; with "
+        "--id-column: id,index,score,rank) or .parquet (the same columns)",
     )
     sel.add_argument("--scores-out", help="also write all scores (.npy, float32)")
     add_method_flags(sel)  # --method and its flags (methods.py)
@@ -168,8 +186,8 @@ def _check_outputs(args: argparse.Namespace, sources: list[Any]) -> None:
     check_output_path(args.output, sources)
     if args.command == "select":
         suffix = Path(args.output).suffix.lower()
-        if suffix not in (".npy", ".txt", ".csv"):
-            raise UsageError(f"{args.output}: output must end in .npy, .txt or .csv")
+        if suffix not in (".npy", ".txt", ".csv", ".parquet"):
+            raise UsageError(f"{args.output}: output must end in .npy, .txt, .csv or .parquet")
     elif Path(args.output).suffix.lower() != ".npy":
         raise UsageError(f"{args.output}: scores are written as .npy; give a path ending in .npy")
     if getattr(args, "scores_out", None):
@@ -192,6 +210,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             budget = args.budget
     _check_outputs(args, sources)
     check_cache_dir(args.cache_dir)
+    tables = [s for s in sources if is_table(s)]
+    if (args.column or args.id_column) and not tables:
+        raise UsageError("--column and --id-column apply to Parquet input, not .npy files")
+    if tables and len(sources) > 1:
+        raise UsageError("a Parquet input is a pool on its own; give it without other files")
+    show = not args.quiet and not args.json and sys.stdout.isatty()
+    if not tables:
+        return _run_pool(args, Resolved(sources), budget, show)
+    with ExitStack() as held:
+        # The table's bar closes before the scoring bar opens (one live
+        # display at a time); the table's cache entry stays held until the
+        # run is over.
+        with ProgressBar(enabled=show, total=None, label="Parquet -> cache", unit="rows") as bar:
+            table = held.enter_context(
+                resolve(
+                    sources[0],
+                    column=args.column,
+                    id_column=args.id_column,
+                    cache=args.cache or "auto",
+                    cache_dir=args.cache_dir,
+                    threads=args.threads,
+                    progress=bar.update,
+                )
+            )
+        return _run_pool(args, table, budget, show)
+
+
+def _run_pool(
+    args: argparse.Namespace, table: Resolved, budget: float | int | None, show: bool
+) -> dict[str, Any]:
+    """Runs `select` or `score` on a pool whose table (if any) is resolved."""
+    sources = as_sources(table.embeddings)
     n, d = _shape(sources)
     if budget is not None and n:
         try:
@@ -203,7 +253,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.method != "zcore" and (args.cache is not None or args.cache_dir is not None):
             raise UsageError(f"--cache and --cache-dir apply to --method zcore, not {args.method}")
         if args.method != "zcore":
-            return run_select(args, sources, budget, n, d)  # type: ignore[arg-type]
+            summary = run_select(args, sources, budget, n, d, table.ids)  # type: ignore[arg-type]
+            return _with_table(summary, table)
     params = {
         "n_sample": args.n_sample,
         "sample_dim": args.sample_dim,
@@ -213,10 +264,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "threads": args.threads,
         "backend": args.backend,
-        "cache": args.cache or "auto",
+        # A table's copy is already dimension-major, or in memory.
+        "cache": "never" if table.is_table else args.cache or "auto",
         "cache_dir": args.cache_dir,
     }
-    show = not args.quiet and not args.json and sys.stdout.isatty()
     start = time.perf_counter()
     with ProgressBar(enabled=show, total=None) as bar:
         building = bar.stage("building column cache", "rows")
@@ -236,21 +287,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "samples; near 1 means more samples would hardly change the ranking",
         },
         "cache": {
-            "path": report.cache_path,
-            "built": report.cache_seconds > 0.0,
-            "seconds": round(report.cache_seconds, 3),
+            "path": table.cache_path or report.cache_path,
+            "built": max(table.cache_seconds, report.cache_seconds) > 0.0,
+            "seconds": round(table.cache_seconds + report.cache_seconds, 3),
         },
         "output": str(args.output),
     }
     if args.command == "select":
         indices = select(scores, keep_count(budget, n))  # type: ignore[arg-type]
-        save_selection(args.output, indices, scores)
+        save_selection(args.output, indices, scores, table.ids)
         if args.scores_out:
             save_array(args.scores_out, scores)
             summary["scores_out"] = str(args.scores_out)
         summary.update(method="zcore", budget=budget, kept=int(indices.size))
     else:
         save_array(args.output, scores)
+    return _with_table(summary, table)
+
+
+def _with_table(summary: dict[str, Any], table: Resolved) -> dict[str, Any]:
+    """Adds what a table input was read from (parts, their first rows, the
+    columns) to a summary."""
+    if table.is_table:
+        summary["input"] = table.info
     return summary
 
 

@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
+
 from zcore_fast.cli.usage import UsageError, fraction, non_negative_int, positive_int
 from zcore_fast.io import save_array, save_selection
 from zcore_fast.methods.base import PROGRESS_TOTAL
@@ -133,9 +135,15 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_select(
-    args: argparse.Namespace, sources: list[Any], budget: Budget, n: int, d: int
+    args: argparse.Namespace,
+    sources: list[Any],
+    budget: Budget,
+    n: int,
+    d: int,
+    ids: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Runs `select` with a method other than ZCore; returns the summary."""
+    """Runs `select` with a method other than ZCore; returns the summary.
+    `ids` (a table's id column) go into .csv and .parquet outputs."""
     options = options_from_args(args)
     if args.method == "random" and args.scores_out:
         raise _usage("--method random has no scores; drop --scores-out")
@@ -153,7 +161,7 @@ def run_select(
             **options,
         )
     seconds = time.perf_counter() - start
-    save_selection(args.output, selection.indices, selection.scores)
+    save_selection(args.output, selection.indices, selection.scores, ids)
     summary: dict[str, Any] = {
         "method": args.method,
         "n": n,

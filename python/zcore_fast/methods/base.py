@@ -36,6 +36,8 @@ class Selection:
     scores: np.ndarray | None = None
     score_name: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    ids: np.ndarray | None = field(default=None, repr=False)
+    source: dict[str, Any] = field(default_factory=dict)
 
 
 #: Methods other than ZCore report progress(done, PROGRESS_TOTAL): thousandths.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
 
+from zcore_fast.integrations.tables import resolve
 from zcore_fast.io import Embeddings
 from zcore_fast.methods import auto, ccs, elfs, herding, moderate, probcover, typiclust
 from zcore_fast.methods import random as random_method
@@ -70,10 +72,12 @@ def run_method(
     labels: Labels | None = None,
     threads: int | None = None,
     progress: ProgressFn | None = None,
+    column: str | None = None,
+    id_column: str | None = None,
     **options: Any,
 ) -> Selection:
     """Like `select_with`, returning the full `Selection` (indices, the
-    per-row scores selected by, and every parameter used)."""
+    per-row scores selected by, every parameter used, and a table's ids)."""
     _check_method(method)
     seed = seed_int(seed)
     if threads is not None:
@@ -81,7 +85,13 @@ def run_method(
     check_options(
         f"method {method!r}", options, method_options(method, options.get("score", "zcore"))
     )
-    return _RUNNERS[method](embeddings, budget, seed, labels, threads, progress, options)
+    with resolve(embeddings, column=column, id_column=id_column, threads=threads) as table:
+        selection = _RUNNERS[method](
+            table.embeddings, budget, seed, labels, threads, progress, options
+        )
+    if not table.is_table:
+        return selection
+    return replace(selection, ids=table.ids, source=table.info)
 
 
 def select_with(
@@ -93,6 +103,8 @@ def select_with(
     labels: Labels | None = None,
     threads: int | None = None,
     progress: ProgressFn | None = None,
+    column: str | None = None,
+    id_column: str | None = None,
     **options: Any,
 ) -> np.ndarray:
     """Selects a coreset of `embeddings` with any method, by name.
@@ -101,8 +113,9 @@ def select_with(
         method: one of `METHODS`: "zcore", "moderate", "elfs", "ccs", "random",
             "typiclust", "probcover", "herding", "auto" (README "Low-budget
             methods": which to use when).
-        embeddings: what `zcore_fast.score` accepts (array, .npy path, or a
-            list of them concatenated along dimensions).
+        embeddings: what `zcore_fast.score` accepts (array, .npy path, a
+            list of them concatenated along dimensions, or a table: Parquet
+            file or folder, pyarrow Table, Hugging Face dataset).
         budget: fraction in (0, 1] or row count (as `zcore_fast.select`).
         seed: seeds every random step; the same seed gives the same indices.
         labels: one class per row (array or .npy path). Used by moderate and
@@ -120,6 +133,9 @@ def select_with(
             ccs: score, descending, mis_ratio, strata + the score's options;
             typiclust: max_clusters, max_iter; probcover: clusters, alpha,
             delta, max_iter; herding: neighbors, sigma; auto: classes.
+        column: a table's embedding column (default: "embedding",
+            "embeddings", ... or its only list column).
+        id_column: a table's id column; `run_method(...).ids` holds the ids.
 
     Returns:
         int64 row indices, keep_count(budget, N) of them. Order: zcore, highest
@@ -140,6 +156,8 @@ def select_with(
         labels=labels,
         threads=threads,
         progress=progress,
+        column=column,
+        id_column=id_column,
         **options,
     ).indices
 

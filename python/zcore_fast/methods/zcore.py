@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from numbers import Real
 from typing import Callable, Literal, Union
@@ -13,6 +13,7 @@ import numpy as np
 
 from zcore_fast import _native, backends
 from zcore_fast.cache import CacheMode, cached, check_mode
+from zcore_fast.integrations.tables import resolve
 from zcore_fast.io import Embeddings, PathLike, as_sources
 from zcore_fast.npyfile import SizeMismatchError, read_header
 from zcore_fast.threads import available_threads
@@ -84,6 +85,11 @@ class ScoreReport:
     #: "avx512"; pick one with the ZCORE_FAST_ISA environment variable), or
     #: None when a torch backend scored.
     isa: str | None = None
+    #: The id of each row (from `id_column` of a table input), or None.
+    ids: np.ndarray | None = field(default=None, repr=False)
+    #: What a table input was read from (format, path, parts and their
+    #: first rows, column, id column); empty for arrays and .npy files.
+    source: dict[str, object] = field(default_factory=dict)
 
 
 #: The paper's defaults, by the paper's names.
@@ -121,6 +127,8 @@ def score(
     cache: CacheMode = "auto",
     cache_dir: PathLike | None = None,
     cache_progress: ProgressFn | None = None,
+    column: str | None = None,
+    id_column: str | None = None,
 ) -> np.ndarray:
     """ZCore scores of every row of `embeddings`, float32 in [0, 1].
 
@@ -128,7 +136,10 @@ def score(
         embeddings: a 2-D array (float16/32/64, C or Fortran order, np.memmap
             included), a path to a .npy file (memory-mapped, never loaded
             whole), or a list of these concatenated along dimensions (same
-            row count each).
+            row count each). Or a table: a Parquet file or folder of parts
+            (streamed into the column cache when large), a pyarrow Table, or
+            a Hugging Face `datasets.Dataset` (README "Parquet, Arrow and
+            Hugging Face"); see `column` and `id_column`.
         n_sample: random subspace samples (paper: n_sample), or "auto" to
             choose from the pool size (see `auto_n_sample`).
         sample_dim: dimensions per subspace (paper: sample_dim).
@@ -159,6 +170,11 @@ def score(
             else $XDG_CACHE_HOME/zcore-fast, else ~/.cache/zcore-fast.
         cache_progress: called as cache_progress(done, total) (rows
             written) while a cache is built; `progress` counts samples only.
+        column: a table input's embedding column (list<float>); default the
+            first of "embedding", "embeddings", ... present, else its only
+            list column.
+        id_column: a table input's id column, reported as `ScoreReport.ids`
+            (the row numbers stay the scores' positions).
 
     Returns:
         float32 array of shape (N,): higher means keep. `score_report`
@@ -186,6 +202,8 @@ def score(
         cache=cache,
         cache_dir=cache_dir,
         cache_progress=cache_progress,
+        column=column,
+        id_column=id_column,
     ).scores
 
 
@@ -205,6 +223,8 @@ def score_report(
     cache: CacheMode = "auto",
     cache_dir: PathLike | None = None,
     cache_progress: ProgressFn | None = None,
+    column: str | None = None,
+    id_column: str | None = None,
 ) -> ScoreReport:
     """ZCore scores with the sample count used and a convergence measure.
 
@@ -212,6 +232,60 @@ def score_report(
     the raw scores of the first and second half of the samples; it costs
     nothing extra (the halves sum exactly to the full run).
     """
+    with resolve(
+        embeddings,
+        column=column,
+        id_column=id_column,
+        cache=cache,
+        cache_dir=cache_dir,
+        threads=threads,
+        progress=cache_progress,
+    ) as table:
+        report = _score_report(
+            table.embeddings,
+            n_sample=n_sample,
+            sample_dim=sample_dim,
+            redund_nn=redund_nn,
+            redund_exp=redund_exp,
+            rand_init=rand_init,
+            seed=seed,
+            threads=threads,
+            progress=progress,
+            backend=backend,
+            device=device,
+            # A table's copy is already dimension-major (or in memory).
+            cache="never" if table.is_table else cache,
+            cache_dir=cache_dir,
+            cache_progress=cache_progress,
+        )
+    if not table.is_table:
+        return report
+    return replace(
+        report,
+        ids=table.ids,
+        source=table.info,
+        cache_path=table.cache_path,
+        cache_seconds=table.cache_seconds,
+    )
+
+
+def _score_report(
+    embeddings: Embeddings,
+    *,
+    n_sample: SampleCount,
+    sample_dim: int,
+    redund_nn: int,
+    redund_exp: float,
+    rand_init: bool,
+    seed: int,
+    threads: int | None,
+    progress: ProgressFn | None,
+    backend: str,
+    device: object,
+    cache: CacheMode,
+    cache_dir: PathLike | None,
+    cache_progress: ProgressFn | None,
+) -> ScoreReport:
     sources = as_sources(embeddings)
     sample_dim = _positive_int("sample_dim", sample_dim)
     redund_nn = _positive_int("redund_nn", redund_nn)

@@ -1,0 +1,344 @@
+"""Parquet embeddings: one file or a folder of parts, streamed by row group.
+
+A pool is the parts in sorted-name order (`part-00000.parquet`, ...),
+concatenated along rows. Every part must hold the embedding column with
+the same value type and length D; errors name the part and the row.
+
+The Rust engine wants the pool dimension-major. `write_columns` streams
+the row groups straight into that layout (a Fortran-order .npy, the
+column cache's format): a few batches are decoded at a time, on `threads`
+threads, transposed in tiles and written with positioned writes, so memory
+stays bounded by the batches in flight whatever the table's size, and the
+page cache, not the process, holds what was written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from zcore_fast.cache.entries import SourceStat
+from zcore_fast.integrations.arrow import (
+    check_embedding_type,
+    concat_matrix,
+    ids_array,
+    list_width,
+    pick_column,
+    to_matrix,
+)
+
+#: Rows decoded per batch: with D = 1,280 float16 about 40 MB, so even with
+#: a batch per thread in flight and its transposed copy the memory used
+#: stays far below the 1 GiB a 10^6-row table must fit in.
+BATCH_ROWS = 16_384
+#: Read-ahead of each Parquet reader (pyarrow's buffered stream).
+STREAM_BUFFER = 8 << 20
+#: File suffixes read as Parquet.
+SUFFIXES = (".parquet", ".pq")
+
+ProgressFn = Callable[[int, int], object]
+
+
+def import_pyarrow() -> tuple[Any, Any]:
+    """(pyarrow, pyarrow.parquet), or an ImportError that says what to install."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError(
+            "reading Parquet needs pyarrow: pip install 'zcore-fast[parquet]'"
+        ) from None
+    return pa, pq
+
+
+def is_parquet_path(item: object) -> bool:
+    """Whether `item` names a Parquet file or a folder holding Parquet parts."""
+    if not isinstance(item, (str, os.PathLike)):
+        return False
+    path = Path(os.fspath(item))
+    if path.suffix.lower() in SUFFIXES:
+        return True
+    return path.is_dir() and any(_parts_in(path))
+
+
+def _parts_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+
+
+@dataclass(frozen=True)
+class ParquetPool:
+    """A Parquet pool: its parts, embedding column, D, dtype and row counts."""
+
+    path: str
+    parts: tuple[str, ...]
+    column: str
+    id_column: str | None
+    rows: tuple[int, ...]
+    d: int
+    dtype: np.dtype
+
+    @property
+    def n(self) -> int:
+        """Rows in all parts."""
+        return sum(self.rows)
+
+    @property
+    def offsets(self) -> list[int]:
+        """The global row number of each part's first row."""
+        return [sum(self.rows[:i]) for i in range(len(self.rows))]
+
+    @property
+    def cache_dtype(self) -> str:
+        """The dtype of the dimension-major copy: float16 stays float16, the
+        rest become float32 (the engine computes in float32)."""
+        return "float16" if self.dtype == np.float16 else "float32"
+
+    @classmethod
+    def open(cls, path: object, column: str | None, id_column: str | None) -> ParquetPool:
+        """Checks the parts' schemas and finds D (from the first row)."""
+        pa, pq = import_pyarrow()
+        root = Path(os.fspath(path))  # type: ignore[arg-type]
+        if not root.exists():
+            raise FileNotFoundError(f"{root}: no such file or folder; check the path")
+        parts = _parts_in(root) if root.is_dir() else [root]
+        if not parts:
+            raise FileNotFoundError(f"{root}: no .parquet files in this folder")
+        files, rows = [], []
+        chosen: str | None = None
+        dtype = None
+        for part in parts:
+            meta = _metadata(pq, part)
+            schema = meta.schema.to_arrow_schema()
+            name = pick_column(pa, schema, column if column is not None else chosen, str(part))
+            if chosen is None:
+                chosen = name
+            t = check_embedding_type(pa, schema.field(name).type, name, str(part))
+            if dtype is None:
+                dtype = t
+            elif t != dtype:
+                raise TypeError(
+                    f"{part}: column {name!r} holds {t} values, earlier parts hold {dtype}; "
+                    "every part must have the same embedding type"
+                )
+            if id_column is not None and id_column not in schema.names:
+                raise ValueError(
+                    f"{part} has no id column {id_column!r}; its columns are "
+                    f"{', '.join(map(repr, schema.names))}"
+                )
+            files.append(str(part))
+            rows.append(int(meta.num_rows))
+        assert chosen is not None and dtype is not None
+        d = _first_width(pa, pq, files, rows, chosen)
+        return cls(str(root), tuple(files), chosen, id_column, tuple(rows), d, dtype)
+
+    def stats(self) -> list[SourceStat]:
+        """One record per part for the column cache's key: its stat, and a
+        digest of its footer (schema and row groups) and of the column read,
+        so another column of the same file is another entry."""
+        out = []
+        for part in self.parts:
+            real = os.path.realpath(part)
+            st = os.stat(real)
+            digest = hashlib.sha256(
+                f"parquet\0{self.column}\0".encode() + _footer(real)
+            ).hexdigest()
+            out.append(SourceStat(real, st.st_size, st.st_mtime_ns, st.st_ino, digest))
+        return out
+
+    def read_ids(self) -> np.ndarray | None:
+        """The id column of every part, in pool order (None without one)."""
+        if self.id_column is None:
+            return None
+        pa, pq = import_pyarrow()
+        arrays = []
+        for part in self.parts:
+            table = pq.read_table(part, columns=[self.id_column])
+            arrays.append(ids_array(pa, table.column(0), self.id_column, part))
+        return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+
+    def read_matrix(self) -> np.ndarray:
+        """The whole pool in memory as an (N, D) matrix (small pools)."""
+        pa, pq = import_pyarrow()
+        matrices = []
+        for part in self.parts:
+            col = pq.read_table(part, columns=[self.column]).column(0)
+            matrices.append(concat_matrix(pa, col.chunks, self.column, part))
+        return matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
+
+    def write_columns(
+        self, path: Path, threads: int, progress: ProgressFn | None = None
+    ) -> tuple[int, int, str]:
+        """Writes the pool dimension-major to `path` as a Fortran-order .npy
+        of `cache_dtype`; returns (rows, cols, dtype) as `_native.build_cache`
+        does. Row groups are decoded on up to `threads` threads."""
+        pa, pq = import_pyarrow()
+        n, d, dtype = self.n, self.d, np.dtype(self.cache_dtype)
+        header = _npy_header((n, d), dtype)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, header)
+            os.ftruncate(fd, len(header) + n * d * dtype.itemsize)
+            # (part, row group, its first row in the pool, the part's first row)
+            jobs = [
+                (part, group, first, start)
+                for part, start in zip(self.parts, self.offsets)
+                for group, first in _row_groups(pq, part, start)
+            ]
+            written = _Counter(n, progress)
+            writer = _ColumnWriter(fd, len(header), n, d, dtype)
+
+            stop = threading.Event()
+
+            def run(job: tuple[str, int, int, int]) -> None:
+                part, group, row, start = job
+                # A buffered stream reads the column chunk piece by piece
+                # instead of whole, so memory is bounded by the batch.
+                reader = pq.ParquetFile(part, buffer_size=STREAM_BUFFER)
+                for batch in reader.iter_batches(
+                    batch_size=BATCH_ROWS, row_groups=[group], columns=[self.column]
+                ):
+                    if stop.is_set():
+                        return
+                    # Errors count rows from the part's first, as a user
+                    # opening that part would.
+                    block = to_matrix(pa, batch.column(0), d, self.column, part, row - start)
+                    writer.write(row, block)
+                    row += len(block)
+                    written.add(len(block))
+
+            with ThreadPoolExecutor(max(1, threads), thread_name_prefix="zcore-parquet") as pool:
+                futures = [pool.submit(run, job) for job in jobs]
+                try:
+                    pending = set(futures)
+                    while pending:
+                        # Short waits: progress (and Ctrl-C, raised from
+                        # it or by the signal) are handled on this thread.
+                        done, pending = wait(pending, timeout=0.05, return_when=FIRST_EXCEPTION)
+                        for future in done:
+                            future.result()
+                        written.report()
+                except BaseException:
+                    stop.set()
+                    for future in futures:
+                        future.cancel()
+                    raise
+        finally:
+            os.close(fd)
+        return n, d, str(dtype)
+
+
+def _row_groups(pq: Any, part: str, first: int) -> list[tuple[int, int]]:
+    """(row group, global first row) of every row group of `part`."""
+    meta = pq.ParquetFile(part).metadata
+    out = []
+    for g in range(meta.num_row_groups):
+        out.append((g, first))
+        first += meta.row_group(g).num_rows
+    return out
+
+
+class _ColumnWriter:
+    """Positioned writes of row blocks into a Fortran-order file: each
+    block is transposed in tiles of a few dimensions, so the temporary
+    stays small and the writes are one contiguous run per dimension."""
+
+    TILE_BYTES = 8 << 20
+
+    def __init__(self, fd: int, offset: int, n: int, d: int, dtype: np.dtype) -> None:
+        self.fd, self.offset, self.n, self.d, self.dtype = fd, offset, n, d, dtype
+
+    def write(self, row: int, block: np.ndarray) -> None:
+        rows = len(block)
+        if rows == 0:
+            return
+        size = self.dtype.itemsize
+        dims = max(1, self.TILE_BYTES // (rows * size))
+        for d0 in range(0, self.d, dims):
+            tile = np.ascontiguousarray(block[:, d0 : d0 + dims].T, dtype=self.dtype)
+            for i, column in enumerate(tile):
+                at = self.offset + ((d0 + i) * self.n + row) * size
+                _pwrite_all(self.fd, memoryview(column).cast("B"), at)
+
+
+def _pwrite_all(fd: int, data: memoryview, at: int) -> None:
+    while data:
+        done = os.pwrite(fd, data, at)
+        data, at = data[done:], at + done
+
+
+class _Counter:
+    """Rows written, reported from the calling thread only (progress
+    callbacks run on the thread that called score)."""
+
+    def __init__(self, total: int, progress: ProgressFn | None) -> None:
+        self.total, self.progress = total, progress
+        self.done = 0
+        self.lock = threading.Lock()
+
+    def add(self, rows: int) -> None:
+        with self.lock:
+            self.done += rows
+
+    def report(self) -> None:
+        if self.progress is not None:
+            with self.lock:
+                done = self.done
+            self.progress(done, self.total)
+
+
+def _npy_header(shape: tuple[int, int], dtype: np.dtype) -> bytes:
+    """A version 1.0 .npy header for a Fortran-order array, padded to 64."""
+    from io import BytesIO
+
+    buf = BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": True, "shape": shape}
+    )
+    return buf.getvalue()
+
+
+def _metadata(pq: Any, part: Path) -> Any:
+    try:
+        return pq.ParquetFile(part).metadata
+    except OSError as e:
+        raise ValueError(f"{part}: not a readable Parquet file ({e})") from None
+    except Exception as e:  # pyarrow raises ArrowInvalid for a damaged footer
+        raise ValueError(f"{part}: not a readable Parquet file ({e})") from None
+
+
+def _footer(path: str) -> bytes:
+    """The Parquet footer (schema, row groups, statistics) of `path`."""
+    with open(path, "rb") as f:
+        f.seek(-8, os.SEEK_END)
+        tail = f.read(8)
+        length = int.from_bytes(tail[:4], "little")
+        f.seek(-8 - length, os.SEEK_END)
+        return f.read(length)
+
+
+def _first_width(pa: Any, pq: Any, parts: Sequence[str], rows: Sequence[int], column: str) -> int:
+    """D, from the first part with a non-null row in its first batch."""
+    for part, count in zip(parts, rows):
+        if count == 0:
+            continue
+        for batch in pq.ParquetFile(part).iter_batches(batch_size=1024, columns=[column]):
+            d = list_width(pa, batch.column(0), column, part)
+            if d is not None:
+                if d == 0:
+                    raise ValueError(f"{part}: column {column!r} holds empty lists")
+                return d
+            break
+    if sum(rows) == 0:
+        raise ValueError(f"{parts[0]}: the table has no rows; there is nothing to select from")
+    raise ValueError(
+        f"{parts[0]}: the first rows of column {column!r} are null; drop or fill the rows "
+        "without an embedding first"
+    )
