@@ -4,7 +4,8 @@ built once on disk and scored from in place.
 - `build.py`: when a copy is used, and building it (`cached`, `prepare`);
 - `entries.py`: an entry's key, record and checks;
 - `lock.py`: the per-entry lock that keeps two builds apart;
-- `admin.py`: listing and clearing entries (`zcore-fast cache`).
+- `admin.py`: listing and clearing entries (`zcore-fast cache`);
+- `writer.py`: writing a copy from Python, for Parquet and row shards.
 """
 
 from zcore_fast.cache.build import (
@@ -14,6 +15,7 @@ from zcore_fast.cache.build import (
     Prepared,
     cache_dir_or_default,
     cached,
+    cached_copy,
     check_mode,
     default_cache_dir,
     prepare,
@@ -26,6 +28,7 @@ __all__ = [
     "Prepared",
     "cache_dir_or_default",
     "cached",
+    "cached_copy",
     "check_mode",
     "default_cache_dir",
     "prepare",

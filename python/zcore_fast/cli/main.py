@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -42,7 +43,7 @@ from zcore_fast.cli.usage import (
     positive_int,
     sample_count,
 )
-from zcore_fast.integrations.tables import Resolved, is_table, resolve
+from zcore_fast.integrations.tables import Resolved, is_table, needs_resolving, resolve
 from zcore_fast.io import (
     as_sources,
     check_output_path,
@@ -54,6 +55,7 @@ from zcore_fast.methods.zcore import DEFAULTS, score_report
 from zcore_fast.npyfile import read_header
 from zcore_fast.progress import ProgressBar
 from zcore_fast.select import budget_from_prune_rate, keep_count, select
+from zcore_fast.shards import is_sharded
 
 
 def _budget(text: str) -> float | int:
@@ -72,8 +74,9 @@ def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "embeddings",
         nargs="*",
-        help=".npy files (N x D each), concatenated along D; or one Parquet file or folder of "
-        "Parquet parts (see --column)",
+        help=".npy files (N x D each), concatenated along D; a folder or quoted glob of .npy "
+        "shards is one input, its shards concatenated along rows; or one Parquet file or "
+        "folder of parts (see --column)",
     )
     p.add_argument(
         "--example",
@@ -179,11 +182,21 @@ def _inputs(args: argparse.Namespace) -> list[Any]:
         return [example_embeddings()]
     if not args.embeddings:
         raise UsageError("no embeddings given: pass one or more .npy files (or --example)")
+    if needs_resolving(args.embeddings):  # folders, globs, Parquet: resolve() checks them
+        return list(args.embeddings)
     return as_sources(args.embeddings)
 
 
 def _check_outputs(args: argparse.Namespace, sources: list[Any]) -> None:
     check_output_path(args.output, sources)
+    for item in sources:
+        folder = Path(item) if is_sharded(item) and os.path.isdir(item) else None
+        for out in (args.output, getattr(args, "scores_out", None)):
+            if folder and out and Path(out).resolve().parent == folder.resolve():
+                raise UsageError(
+                    f"{out} is inside the shard folder {item}; a later run would read it as a "
+                    "shard: write it elsewhere"
+                )
     if args.command == "select":
         suffix = Path(args.output).suffix.lower()
         if suffix not in (".npy", ".txt", ".csv", ".parquet"):
@@ -216,16 +229,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if tables and len(sources) > 1:
         raise UsageError("a Parquet input is a pool on its own; give it without other files")
     show = not args.quiet and not args.json and sys.stdout.isatty()
-    if not tables:
+    if not needs_resolving(sources):
         return _run_pool(args, Resolved(sources), budget, show)
     with ExitStack() as held:
         # The table's bar closes before the scoring bar opens (one live
         # display at a time); the table's cache entry stays held until the
         # run is over.
-        with ProgressBar(enabled=show, total=None, label="Parquet -> cache", unit="rows") as bar:
+        with ProgressBar(enabled=show, total=None, label="copying to cache", unit="rows") as bar:
             table = held.enter_context(
                 resolve(
-                    sources[0],
+                    sources[0] if len(sources) == 1 else sources,
                     column=args.column,
                     id_column=args.id_column,
                     cache=args.cache or "auto",

@@ -10,6 +10,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from zcore_fast.integrations.tables import needs_resolving, resolve
 from zcore_fast.io import Embeddings, PathLike, as_sources
 from zcore_fast.npyfile import open_npy
 
@@ -40,6 +41,9 @@ def load_matrix(
     In memory because a probe reads every row many times; files are
     memory-mapped first, so taking `rows` of a huge file reads only those.
     """
+    if needs_resolving(embeddings):  # row shards, Parquet: in memory, as a probe needs
+        with resolve(embeddings, cache="never") as pool:
+            return load_matrix(pool.embeddings, name, rows)
     parts = []
     for src in as_sources(embeddings):
         arr = load_npy(src, name) if isinstance(src, str) else src
@@ -63,6 +67,9 @@ def load_matrix(
 
 def row_count(embeddings: Embeddings, name: str = "embeddings") -> int:
     """Rows of the embeddings, from array shapes or .npy headers."""
+    if needs_resolving(embeddings):
+        with resolve(embeddings, cache="never") as pool:
+            return row_count(pool.embeddings, name)
     shapes = [
         (load_npy(src, name) if isinstance(src, str) else src).shape
         for src in as_sources(embeddings)

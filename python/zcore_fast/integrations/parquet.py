@@ -5,11 +5,9 @@ concatenated along rows. Every part must hold the embedding column with
 the same value type and length D; errors name the part and the row.
 
 The Rust engine wants the pool dimension-major. `write_columns` streams
-the row groups straight into that layout (a Fortran-order .npy, the
-column cache's format): a few batches are decoded at a time, on `threads`
-threads, transposed in tiles and written with positioned writes, so memory
-stays bounded by the batches in flight whatever the table's size, and the
-page cache, not the process, holds what was written.
+the row groups straight into that layout (cache/writer.py): a few batches
+are decoded at a time, on `threads` threads, so memory stays bounded by
+the batches in flight whatever the table's size.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ import hashlib
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from zcore_fast.cache.entries import SourceStat
+from zcore_fast.cache.writer import ColumnFile, fill
 from zcore_fast.integrations.arrow import (
     check_embedding_type,
     concat_matrix,
@@ -181,23 +179,17 @@ class ParquetPool:
         does. Row groups are decoded on up to `threads` threads."""
         pa, pq = import_pyarrow()
         n, d, dtype = self.n, self.d, np.dtype(self.cache_dtype)
-        header = _npy_header((n, d), dtype)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, header)
-            os.ftruncate(fd, len(header) + n * d * dtype.itemsize)
-            # (part, row group, its first row in the pool, the part's first row)
-            jobs = [
-                (part, group, first, start)
-                for part, start in zip(self.parts, self.offsets)
-                for group, first in _row_groups(pq, part, start)
-            ]
-            written = _Counter(n, progress)
-            writer = _ColumnWriter(fd, len(header), n, d, dtype)
+        # (part, row group, its first row in the pool, the part's first row)
+        jobs = [
+            (part, group, first, start)
+            for part, start in zip(self.parts, self.offsets)
+            for group, first in _row_groups(pq, part, start)
+        ]
+        with ColumnFile(path, (n, d), dtype) as out:
 
-            stop = threading.Event()
-
-            def run(job: tuple[str, int, int, int]) -> None:
+            def run(
+                job: tuple[str, int, int, int], stop: threading.Event, add: Callable[[int], None]
+            ) -> None:
                 part, group, row, start = job
                 # A buffered stream reads the column chunk piece by piece
                 # instead of whole, so memory is bounded by the batch.
@@ -210,28 +202,11 @@ class ParquetPool:
                     # Errors count rows from the part's first, as a user
                     # opening that part would.
                     block = to_matrix(pa, batch.column(0), d, self.column, part, row - start)
-                    writer.write(row, block)
+                    out.write(row, block)
                     row += len(block)
-                    written.add(len(block))
+                    add(len(block))
 
-            with ThreadPoolExecutor(max(1, threads), thread_name_prefix="zcore-parquet") as pool:
-                futures = [pool.submit(run, job) for job in jobs]
-                try:
-                    pending = set(futures)
-                    while pending:
-                        # Short waits: progress (and Ctrl-C, raised from
-                        # it or by the signal) are handled on this thread.
-                        done, pending = wait(pending, timeout=0.05, return_when=FIRST_EXCEPTION)
-                        for future in done:
-                            future.result()
-                        written.report()
-                except BaseException:
-                    stop.set()
-                    for future in futures:
-                        future.cancel()
-                    raise
-        finally:
-            os.close(fd)
+            fill(jobs, run, threads=threads, total=n, progress=progress)
         return n, d, str(dtype)
 
 
@@ -243,66 +218,6 @@ def _row_groups(pq: Any, part: str, first: int) -> list[tuple[int, int]]:
         out.append((g, first))
         first += meta.row_group(g).num_rows
     return out
-
-
-class _ColumnWriter:
-    """Positioned writes of row blocks into a Fortran-order file: each
-    block is transposed in tiles of a few dimensions, so the temporary
-    stays small and the writes are one contiguous run per dimension."""
-
-    TILE_BYTES = 8 << 20
-
-    def __init__(self, fd: int, offset: int, n: int, d: int, dtype: np.dtype) -> None:
-        self.fd, self.offset, self.n, self.d, self.dtype = fd, offset, n, d, dtype
-
-    def write(self, row: int, block: np.ndarray) -> None:
-        rows = len(block)
-        if rows == 0:
-            return
-        size = self.dtype.itemsize
-        dims = max(1, self.TILE_BYTES // (rows * size))
-        for d0 in range(0, self.d, dims):
-            tile = np.ascontiguousarray(block[:, d0 : d0 + dims].T, dtype=self.dtype)
-            for i, column in enumerate(tile):
-                at = self.offset + ((d0 + i) * self.n + row) * size
-                _pwrite_all(self.fd, memoryview(column).cast("B"), at)
-
-
-def _pwrite_all(fd: int, data: memoryview, at: int) -> None:
-    while data:
-        done = os.pwrite(fd, data, at)
-        data, at = data[done:], at + done
-
-
-class _Counter:
-    """Rows written, reported from the calling thread only (progress
-    callbacks run on the thread that called score)."""
-
-    def __init__(self, total: int, progress: ProgressFn | None) -> None:
-        self.total, self.progress = total, progress
-        self.done = 0
-        self.lock = threading.Lock()
-
-    def add(self, rows: int) -> None:
-        with self.lock:
-            self.done += rows
-
-    def report(self) -> None:
-        if self.progress is not None:
-            with self.lock:
-                done = self.done
-            self.progress(done, self.total)
-
-
-def _npy_header(shape: tuple[int, int], dtype: np.dtype) -> bytes:
-    """A version 1.0 .npy header for a Fortran-order array, padded to 64."""
-    from io import BytesIO
-
-    buf = BytesIO()
-    np.lib.format.write_array_header_1_0(
-        buf, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": True, "shape": shape}
-    )
-    return buf.getvalue()
 
 
 def _metadata(pq: Any, part: Path) -> Any:

@@ -1,10 +1,11 @@
-"""Tables as pools: Parquet files and folders, pyarrow Tables and Hugging
-Face datasets become what the engine and the methods read (a .npy path or
-an array), with their ids alongside.
+"""Pools the engine cannot read as they are: Parquet files and folders,
+pyarrow Tables, Hugging Face datasets, and row-sharded .npy folders (or
+globs) become what the engine and the methods read (a .npy path or an
+array), with a table's ids alongside.
 
 `resolve` is called by every entry point that takes embeddings
-(`score`, `score_report`, `select_with`, the CLI). Anything that is not a
-table passes through untouched, and pyarrow is imported only when a table
+(`score`, `score_report`, `select_with`, `evaluate`, the CLI). Anything
+else passes through untouched, and pyarrow is imported only when a table
 is given.
 """
 
@@ -22,6 +23,9 @@ from zcore_fast.cache.build import AUTO_BYTES, cached_copy, check_mode
 from zcore_fast.integrations.arrow import concat_matrix, ids_array, pick_column
 from zcore_fast.integrations.parquet import ParquetPool, import_pyarrow, is_parquet_path
 from zcore_fast.io import PathLike
+from zcore_fast.shards import Shards, check_rows, is_sharded, open_shards
+from zcore_fast.shards import stats as shard_stats
+from zcore_fast.shards import writer as shard_writer
 
 ProgressFn = Callable[[int, int], object]
 
@@ -55,6 +59,12 @@ def is_table(obj: object) -> bool:
     return is_parquet_path(obj) or _is_arrow_table(obj) or _is_hf_dataset(obj)
 
 
+def needs_resolving(embeddings: object) -> bool:
+    """Whether `embeddings` (one input or a list) holds a table or row shards."""
+    items = embeddings if isinstance(embeddings, (list, tuple)) else [embeddings]
+    return any(is_table(e) or is_sharded(e) for e in items)
+
+
 @contextmanager
 def resolve(
     embeddings: Any,
@@ -74,6 +84,16 @@ def resolve(
             "a Parquet file, Arrow table or dataset is a pool on its own; it cannot be listed "
             "with other inputs (pass it alone, with column= naming its embedding column)"
         )
+    items = list(embeddings) if isinstance(embeddings, (list, tuple)) else [embeddings]
+    if any(is_sharded(e) for e in items) and not is_table(embeddings):
+        if column is not None or id_column is not None:
+            raise ValueError(
+                "column= and id_column= (--column, --id-column) apply to Parquet files, Arrow "
+                "tables and Hugging Face datasets, not to .npy shards"
+            )
+        with _sharded(items, cache, cache_dir, threads, progress) as r:
+            yield r
+        return
     if not is_table(embeddings):
         if column is not None or id_column is not None:
             raise ValueError(
@@ -123,6 +143,48 @@ def _parquet(
         progress=progress,
     ) as prepared:
         yield Resolved(prepared.sources[0], ids, info, prepared.path, prepared.seconds)
+
+
+@contextmanager
+def _sharded(
+    items: list[Any],
+    cache: object,
+    cache_dir: PathLike | None,
+    threads: int | None,
+    progress: ProgressFn | None,
+) -> Iterator[Resolved]:
+    """Inputs side by side, any of them row shards: one array per input in
+    memory when small, else one dimension-major copy of them all."""
+    names = [
+        f"array {i}" if isinstance(x, np.ndarray) else os.fspath(x) for i, x in enumerate(items)
+    ]
+    inputs = [x if isinstance(x, np.ndarray) else open_shards(x) for x in items]
+    n = check_rows(inputs, names)
+    d = sum(x.d if isinstance(x, Shards) else int(x.shape[1]) for x in inputs)
+    info: dict[str, Any] = {
+        "format": "npy-shards",
+        "inputs": [
+            x.describe() if isinstance(x, Shards) else {"path": nm} for x, nm in zip(inputs, names)
+        ],
+    }
+    mode = check_mode(cache)
+    in_memory = mode == "never" or (mode == "auto" and n * d * 4 <= AUTO_BYTES)
+    if in_memory or any(isinstance(x, np.ndarray) for x in inputs):
+        # Arrays are never cached (as for .npy inputs): all in memory then.
+        yield Resolved([x.load() if isinstance(x, Shards) else x for x in inputs], info=info)
+        return
+    shards = [x for x in inputs if isinstance(x, Shards)]
+    dtype = "float16" if all(x.dtype == np.float16 for x in shards) else "float32"
+    with cached_copy(
+        shard_stats(shards),
+        (n, d),
+        dtype,
+        shard_writer(shards),
+        cache_dir=cache_dir,
+        threads=threads,
+        progress=progress,
+    ) as prepared:
+        yield Resolved(prepared.sources[0], None, info, prepared.path, prepared.seconds)
 
 
 def _in_memory(table: Any, column: str | None, id_column: str | None) -> Resolved:
