@@ -215,8 +215,31 @@ pub fn raw_halves(
     p: &Params,
     progress: &mut dyn FnMut(u64, u64) -> Result<()>,
 ) -> Result<Halves> {
+    raw_halves_range(pool, p, 0..p.n_sample, progress)
+}
+
+/// The part of `raw_halves` that samples `samples` (a sub-range of
+/// `0..p.n_sample`) contribute, each to the half of the whole run it
+/// belongs to. Ranges that tile `0..n_sample` sum, element by element, to
+/// exactly `raw_halves`: how a run is split over processes or machines
+/// (Ray workers) does not change a bit of the result. `progress` counts
+/// samples within the range.
+pub fn raw_halves_range(
+    pool: &Pool,
+    p: &Params,
+    samples: std::ops::Range<u64>,
+    progress: &mut dyn FnMut(u64, u64) -> Result<()>,
+) -> Result<Halves> {
     p.validate(pool.n, pool.d)?;
-    runner::run_all(pool, p, progress)
+    if samples.start > samples.end || samples.end > p.n_sample {
+        return Err(invalid!(
+            "sample range {}..{} is not within 0..n_sample = 0..{}",
+            samples.start,
+            samples.end,
+            p.n_sample
+        ));
+    }
+    runner::run_range(pool, p, samples, progress)
 }
 
 /// Fixed-point sums back to floats.
@@ -324,6 +347,42 @@ mod tests {
                 "threads {t}"
             );
         }
+    }
+
+    /// Any split of the samples into ranges, each run on its own (as Ray
+    /// workers do), sums to the full run's halves bit for bit, on both
+    /// search strategies; a range outside 0..n_sample is refused.
+    #[test]
+    fn sample_ranges_sum_to_the_full_run() {
+        let pool = pool_from_rows(&clustered_rows(2500, 5, 8)).unwrap();
+        for search in [Search::Brute, Search::Band] {
+            let p = Params {
+                search,
+                ..params(2_345, 2)
+            };
+            let full = raw_halves(&pool, &p, &mut no_progress).unwrap();
+            for cuts in [
+                vec![0, 2_345],
+                vec![0, 1, 1_000, 1_172, 2_345],
+                vec![0, 700, 2_345],
+            ] {
+                let mut first = vec![0i64; pool.n];
+                let mut second = vec![0i64; pool.n];
+                for w in cuts.windows(2) {
+                    let part = raw_halves_range(&pool, &p, w[0]..w[1], &mut no_progress).unwrap();
+                    first.iter_mut().zip(&part.first).for_each(|(a, b)| *a += b);
+                    second
+                        .iter_mut()
+                        .zip(&part.second)
+                        .for_each(|(a, b)| *a += b);
+                }
+                assert_eq!(first, full.first, "{search:?} {cuts:?}");
+                assert_eq!(second, full.second, "{search:?} {cuts:?}");
+            }
+        }
+        assert!(raw_halves_range(&pool, &params(10, 1), 5..11, &mut no_progress).is_err());
+        let reversed = std::ops::Range { start: 6, end: 5 };
+        assert!(raw_halves_range(&pool, &params(10, 1), reversed, &mut no_progress).is_err());
     }
 
     /// Band search, brute force, per-thread or shared accumulators, f32 or

@@ -442,13 +442,20 @@ impl Accumulators {
     }
 }
 
-/// Runs every sample; `progress(done, total)` is called from this thread
-/// about every 50 ms, and an error from it stops the run.
-pub(crate) fn run_all(
+/// Runs samples `samples.start..samples.end` of a run of `p.n_sample`;
+/// `progress(done, total)` (counted within the range) is called from this
+/// thread about every 50 ms, and an error from it stops the run. Each
+/// sample's effect depends only on (seed, its index), and it goes to the
+/// half of the whole run it belongs to, so ranges that tile `0..n_sample`
+/// add up exactly to the full run, however they are split.
+pub(crate) fn run_range(
     pool: &Pool<'_>,
     p: &Params,
+    samples: std::ops::Range<u64>,
     progress: &mut dyn FnMut(u64, u64) -> Result<()>,
 ) -> Result<Halves> {
+    let (start, end) = (samples.start, samples.end);
+    let total = end - start;
     let band = use_band(pool, p);
     let sorted_sub: Vec<Vec<f32>> = if band {
         (0..pool.d)
@@ -467,12 +474,12 @@ pub(crate) fn run_all(
         .flatten();
     let mut acc = Accumulators::new(pool.n, p.threads);
     let mut index = BandIndex::with_isa(p.isa);
-    let mut first = 0;
-    while first < p.n_sample {
-        let len = (p.n_sample - first).min(BATCH) as usize;
+    let mut first = start;
+    while first < end {
+        let len = (end - first).min(BATCH) as usize;
         let sub = band.then_some(&sorted_sub[..]);
         let batch = Batch::new(pool, p, sub, first, len, &mut || {
-            progress(first, p.n_sample)
+            progress(first - start, total)
         })?;
         let mut stretch =
             |order: &[u32], finder: Finder<'_>, acc: &mut Accumulators, before: u64| {
@@ -487,7 +494,7 @@ pub(crate) fn run_all(
                     coarse: coarse.as_ref(),
                 };
                 run_stretch(&job, acc, &mut |done| {
-                    progress(first + before + done, p.n_sample)
+                    progress(first - start + before + done, total)
                 })
             };
         if band {
@@ -513,7 +520,7 @@ pub(crate) fn run_all(
         }
         first += len as u64;
     }
-    progress(p.n_sample, p.n_sample)?;
+    progress(total, total)?;
     Ok(acc.into_halves())
 }
 
