@@ -77,10 +77,11 @@ def test_no_import_circles() -> None:
 
 
 def test_command_and_cache_packages() -> None:
-    """`cli/` and `cache/` are packages of one module per job."""
+    """`cli/`, `cache/` and `integrations/` are packages of one module per job."""
     for package, expected in [
         ("cli", {"main", "methods", "cache", "embed", "evaluate", "usage", "table"}),
-        ("cache", {"build", "entries", "lock", "admin"}),
+        ("cache", {"build", "entries", "lock", "admin", "writer"}),
+        ("integrations", {"arrow", "parquet", "tables", "huggingface", "fiftyone"}),
     ]:
         names = {p.stem for p in (ROOT / package).glob("*.py")} - {"__init__", "__main__"}
         assert names == expected, package
