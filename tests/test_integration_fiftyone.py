@@ -306,3 +306,26 @@ def test_plugin_operator_form_and_execution(fo: Any, dataset: Any, data: np.ndar
     np.testing.assert_array_equal(
         dataset.values("zcore_score"), zcore_fast.score(data, seed=3, **ZCORE)
     )
+
+
+def test_bulk_decoding_equals_fiftyones_own(fo: Any) -> None:
+    import fiftyone.core.utils as fou
+    from zcore_fast.integrations.fiftyone import _decode_vectors
+
+    rng = np.random.default_rng(7)
+    for dtype in (np.float16, np.float32, np.float64, np.int32):
+        rows = (rng.normal(size=(50, 7)) * 10).astype(dtype)
+        blobs = [fou.serialize_numpy_array(r) for r in rows]
+        got = _decode_vectors(blobs)
+        assert got is not None and got.dtype == dtype
+        np.testing.assert_array_equal(
+            got, np.stack([fou.deserialize_numpy_array(b) for b in blobs])
+        )
+    f32 = [fou.serialize_numpy_array(np.ones(8, np.float32))] * 3
+    for odd in (
+        np.ones(9, np.float32),  # another length
+        np.ones(4, np.float64),  # the same bytes, another dtype
+        np.ones((2, 4), np.float32),  # not a vector
+    ):
+        assert _decode_vectors([*f32, fou.serialize_numpy_array(odd)]) is None
+    assert _decode_vectors([b"not zlib"]) is None
