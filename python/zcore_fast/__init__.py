@@ -6,6 +6,7 @@
 """
 
 from zcore_fast._native import ZCoreError
+from zcore_fast.cancel import CancelledError, cancel_on
 from zcore_fast.embedding import EmbedResult, embed  # torch only when embed() runs
 from zcore_fast.evaluation import EvalResults, evaluate, plot_accuracy, plot_score_map
 from zcore_fast.io import as_sources, example_embeddings, save_selection
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULTS",
     "METHODS",
+    "CancelledError",
     "EmbedResult",
     "EvalResults",
     "ScoreReport",
@@ -26,6 +28,7 @@ __all__ = [
     "as_sources",
     "auto_n_sample",
     "budget_from_prune_rate",
+    "cancel_on",
     "embed",
     "evaluate",
     "example_embeddings",

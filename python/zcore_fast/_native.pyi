@@ -2,6 +2,8 @@
 
 import os
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -9,6 +11,8 @@ import numpy.typing as npt
 _Input = Sequence[str | npt.NDArray[np.floating]]
 
 __all__ = [
+    "CANCEL_EVENT",
+    "CancelledError",
     "ZCoreError",
     "build_cache",
     "dim_stats",
@@ -20,6 +24,10 @@ __all__ = [
 ]
 
 class ZCoreError(Exception): ...
+class CancelledError(ZCoreError): ...
+
+#: The event (anything with is_set()) of the `zcore_fast.cancel_on` scope.
+CANCEL_EVENT: ContextVar[Any]
 
 def score(
     inputs: _Input,

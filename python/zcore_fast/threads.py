@@ -1,8 +1,14 @@
-"""How many worker threads this process may use."""
+"""How many worker threads this process may use, and capping the thread
+pools that belong to the whole process (BLAS's) from calls that may run in
+several threads at once."""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Callable
 
 
 def available_threads() -> int:
@@ -11,3 +17,95 @@ def available_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+#: Sets a process-wide thread count to n, recording in `originals` (by
+#: library) the count each library had before the first change.
+Setter = Callable[[int, dict[str, int]], None]
+#: Puts back the counts recorded in `originals`.
+Restorer = Callable[[dict[str, int]], None]
+
+
+class SharedCap:
+    """A thread count that belongs to the whole process (BLAS's pool), capped
+    by calls that may overlap in time, from several threads.
+
+    Why not save, set and restore per call (threadpoolctl's own context
+    manager): when calls overlap, the saves and restores interleave. A caps
+    at 1 (saving 2), B caps at 2 (saving 1), A restores 2, B restores 1, and
+    the process keeps one BLAS thread after both have returned. Here every
+    cap in force is counted under one lock: while any is, the count is the
+    smallest of them; when the last ends, the counts from before the first
+    are put back. A call's results never depend on it: each BLAS product
+    (OpenBLAS splits rows and columns among threads, never the sum) gives the
+    same bits for any thread count (tests/test_service_threads.py).
+    """
+
+    def __init__(self, set_threads: Setter, restore: Restorer) -> None:
+        self._set, self._restore = set_threads, restore
+        self._lock = threading.Lock()
+        self._caps: list[int] = []
+        self._current: int | None = None
+        self._originals: dict[str, int] = {}
+
+    @contextmanager
+    def __call__(self, threads: int | None) -> Iterator[None]:
+        """Holds a cap of `threads` (None: no cap) while inside."""
+        if threads is None:
+            yield
+            return
+        with self._lock:
+            self._caps.append(threads)
+            self._apply()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._caps.remove(threads)
+                if self._caps:
+                    self._apply()
+                else:
+                    originals, self._originals, self._current = self._originals, {}, None
+                    self._restore(originals)
+
+    def _apply(self) -> None:
+        wanted = min(self._caps)
+        if wanted != self._current:
+            self._set(wanted, self._originals)
+            self._current = wanted
+
+    @property
+    def active(self) -> tuple[int, ...]:
+        """The caps in force now (for tests and diagnostics)."""
+        with self._lock:
+            return tuple(self._caps)
+
+
+def _blas_controllers() -> list[object]:
+    """threadpoolctl's controller of every BLAS library loaded (faiss and
+    NumPy may each bring an OpenBLAS), or [] without threadpoolctl."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # optional: without it, BLAS follows OMP_NUM_THREADS
+        return []
+    return list(ThreadpoolController().select(user_api="blas").lib_controllers)
+
+
+def _set_blas(threads: int, originals: dict[str, int]) -> None:
+    for lib in _blas_controllers():
+        path = lib.filepath  # type: ignore[attr-defined]
+        originals.setdefault(path, lib.num_threads)  # type: ignore[attr-defined]
+        lib.set_num_threads(threads)  # type: ignore[attr-defined]
+
+
+def _restore_blas(originals: dict[str, int]) -> None:
+    for lib in _blas_controllers():
+        path = lib.filepath  # type: ignore[attr-defined]
+        if path in originals:
+            lib.set_num_threads(originals[path])  # type: ignore[attr-defined]
+
+
+#: The cap on every BLAS library's threads: `with blas_threads(2): ...`
+#: (needs threadpoolctl, optional; without it a no-op). Safe from several
+#: threads at once; see `SharedCap`.
+blas_threads = SharedCap(_set_blas, _restore_blas)

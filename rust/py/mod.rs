@@ -1,20 +1,18 @@
 //! Python bindings: conversion only. Every O(N) call runs with the GIL
 //! released; errors become the Python exception that means the same thing.
 
-use crate::arch::Isa;
+mod watch;
+
+use crate::arch::{Isa, ISA_ENV};
 use crate::error::CoreError;
-use crate::npy::{Dtype, NpyFile};
-use crate::pool::{DimStats, Pool, Source};
+use crate::npy::Dtype;
+use crate::pool::DimStats;
 use crate::score::{self as zcore, Params, Search};
-use half::f16;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyString;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
+use watch::{with_pool, with_sources};
 
 type F64Array<'py> = Bound<'py, PyArray1<f64>>;
 type Draws<'py> = (Bound<'py, PyArray2<u32>>, Bound<'py, PyArray2<f32>>);
@@ -28,6 +26,13 @@ pyo3::create_exception!(
     "A zcore-fast failure that is not a bad argument or a missing file."
 );
 
+pyo3::create_exception!(
+    _native,
+    CancelledError,
+    ZCoreError,
+    "A call stopped because the event given to `zcore_fast.cancel_on` was set."
+);
+
 fn to_py(e: CoreError) -> PyErr {
     match e {
         CoreError::NotFound(m) => PyFileNotFoundError::new_err(m),
@@ -35,190 +40,6 @@ fn to_py(e: CoreError) -> PyErr {
         CoreError::InvalidValue(m) => PyValueError::new_err(m),
         CoreError::Io(m) => PyOSError::new_err(m),
         CoreError::Cancelled => ZCoreError::new_err("scoring was cancelled"),
-    }
-}
-
-/// An input kept alive (borrowed array or mapped file) while scoring.
-enum Held<'py> {
-    F16(PyReadonlyArray2<'py, f16>),
-    F32(PyReadonlyArray2<'py, f32>),
-    F64(PyReadonlyArray2<'py, f64>),
-    File(NpyFile, String),
-}
-
-fn hold<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Held<'py>> {
-    if obj.is_instance_of::<PyString>() {
-        let path: PathBuf = obj.extract()?;
-        let file = NpyFile::open(&path).map_err(to_py)?;
-        return Ok(Held::File(file, path.display().to_string()));
-    }
-    if let Ok(a) = obj.extract::<PyReadonlyArray2<f32>>() {
-        return Ok(Held::F32(a));
-    }
-    if let Ok(a) = obj.extract::<PyReadonlyArray2<f64>>() {
-        return Ok(Held::F64(a));
-    }
-    if let Ok(a) = obj.extract::<PyReadonlyArray2<f16>>() {
-        return Ok(Held::F16(a));
-    }
-    Err(PyTypeError::new_err(
-        "expected a path or a 2-D float16/float32/float64 NumPy array",
-    ))
-}
-
-fn array_source<'a, T>(
-    a: &'a PyReadonlyArray2<'_, T>,
-    dtype: Dtype,
-    name: &'a str,
-) -> PyResult<Source<'a>>
-where
-    T: numpy::Element,
-{
-    let shape = a.shape();
-    let fortran_order = !a.is_c_contiguous() && a.is_fortran_contiguous();
-    let slice = a.as_slice().map_err(|_| {
-        PyValueError::new_err(format!(
-            "{name} is not contiguous; pass np.ascontiguousarray(arr)"
-        ))
-    })?;
-    // SAFETY: reinterpreting initialised floats as their bytes.
-    let bytes = unsafe {
-        std::slice::from_raw_parts(slice.as_ptr().cast::<u8>(), std::mem::size_of_val(slice))
-    };
-    Ok(Source {
-        bytes,
-        dtype,
-        rows: shape[0],
-        cols: shape[1],
-        fortran_order,
-        name,
-    })
-}
-
-/// What the work thread may call to report progress: `(done, total)`; an
-/// error back means the caller wants it to stop.
-type Report<'a> = &'a mut dyn FnMut(u64, u64) -> Result<(), CoreError>;
-
-/// How often the calling thread wakes to relay progress and check Ctrl-C.
-const WATCH_EVERY: Duration = Duration::from_millis(50);
-
-/// Borrows every input, then runs `f` over them on a work thread (inside a
-/// rayon pool of `threads`) while the calling thread, GIL released, wakes
-/// every 50 ms to check for Ctrl-C and call `progress(done, total)`.
-///
-/// Why a separate work thread: Python runs signal handlers only on the main
-/// thread, so `check_signals` must be called from the thread that called
-/// us, and `ThreadPool::install` would move the work, and any check in it,
-/// onto a pool thread. A KeyboardInterrupt or an exception from `progress`
-/// makes the next report return `Cancelled`; that Python error is returned.
-fn with_pool<T: Send>(
-    py: Python<'_>,
-    inputs: &Bound<'_, PyAny>,
-    threads: usize,
-    progress: Option<&Py<PyAny>>,
-    f: impl FnOnce(&Pool, Report<'_>) -> Result<T, CoreError> + Send,
-) -> PyResult<T> {
-    with_sources(
-        py,
-        inputs,
-        threads,
-        progress,
-        |sources, report, keep_going| {
-            Pool::build_until(sources, keep_going).and_then(|p| f(&p, report))
-        },
-    )
-}
-
-/// Whether the caller still wants the work (false after Ctrl-C).
-type KeepGoing<'a> = &'a (dyn Fn() -> bool + Sync);
-
-/// `with_pool`'s machinery, handing `f` the borrowed sources themselves.
-fn with_sources<T: Send>(
-    py: Python<'_>,
-    inputs: &Bound<'_, PyAny>,
-    threads: usize,
-    progress: Option<&Py<PyAny>>,
-    f: impl FnOnce(&[Source<'_>], Report<'_>, KeepGoing<'_>) -> Result<T, CoreError> + Send,
-) -> PyResult<T> {
-    let held: Vec<Held<'_>> = inputs
-        .try_iter()?
-        .map(|o| hold(&o?))
-        .collect::<PyResult<_>>()?;
-    let names: Vec<String> = (0..held.len()).map(|i| format!("array {i}")).collect();
-    let sources = held
-        .iter()
-        .zip(&names)
-        .map(|(h, name)| match h {
-            Held::F16(a) => array_source(a, Dtype::F16, name),
-            Held::F32(a) => array_source(a, Dtype::F32, name),
-            Held::F64(a) => array_source(a, Dtype::F64, name),
-            Held::File(file, path) => Ok(Source::of_npy(file, path)),
-        })
-        .collect::<PyResult<Vec<_>>>()?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
-        .build()
-        .map_err(|e| ZCoreError::new_err(format!("cannot start threads: {e}")))?;
-    let (done, total) = (AtomicU64::new(0), AtomicU64::new(0));
-    let cancel = AtomicBool::new(false);
-    let mut raised: Option<PyErr> = None;
-    let mut relay = |final_call: bool| {
-        if raised.is_some() {
-            return;
-        }
-        let outcome = Python::attach(|py| {
-            py.check_signals()?;
-            if let Some(cb) = progress {
-                let (d, t) = (done.load(Ordering::Relaxed), total.load(Ordering::Relaxed));
-                if t > 0 || final_call {
-                    cb.call1(py, (d, t))?;
-                }
-            }
-            Ok::<(), PyErr>(())
-        });
-        if let Err(e) = outcome {
-            cancel.store(true, Ordering::Relaxed);
-            raised = Some(e);
-        }
-    };
-    let result = py.detach(|| {
-        std::thread::scope(|scope| {
-            let (tx, rx) = mpsc::channel::<()>();
-            let (done, total, cancel) = (&done, &total, &cancel);
-            let (pool, sources) = (&pool, &sources);
-            let work = scope.spawn(move || {
-                let mut report = |d: u64, t: u64| {
-                    done.store(d, Ordering::Relaxed);
-                    total.store(t, Ordering::Relaxed);
-                    if cancel.load(Ordering::Relaxed) {
-                        Err(CoreError::Cancelled)
-                    } else {
-                        Ok(())
-                    }
-                };
-                let keep_going = || !cancel.load(Ordering::Relaxed);
-                let out = pool.install(|| f(sources, &mut report, &keep_going));
-                let _ = tx.send(());
-                out
-            });
-            while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(WATCH_EVERY) {
-                relay(false);
-            }
-            let out = work.join().unwrap_or_else(|_| {
-                Err(CoreError::InvalidValue(
-                    "internal error: a work thread panicked".into(),
-                ))
-            });
-            if out.is_ok() {
-                relay(true);
-            }
-            out
-        })
-    });
-    match (result, raised) {
-        (_, Some(err)) => Err(err),
-        (Ok(v), None) => Ok(v),
-        (Err(e), None) => Err(to_py(e)),
     }
 }
 
@@ -250,7 +71,7 @@ fn score<'py>(
     search: &str,
     isa: Option<&str>,
 ) -> PyResult<Scored<'py>> {
-    let isa = resolve_isa(isa)?;
+    let isa = resolve_isa(py, isa)?;
     let search = match search {
         "auto" => Search::Auto,
         "brute" => Search::Brute,
@@ -399,12 +220,20 @@ fn trace<'py>(
 }
 
 /// The level `name` picks (None: `ZCORE_FAST_ISA`, else the best).
-fn resolve_isa(name: Option<&str>) -> PyResult<Isa> {
-    match name {
-        Some(n) => Isa::from_setting(Some(n)),
-        None => Isa::from_env(),
-    }
-    .map_err(to_py)
+///
+/// The variable is read from Python's `os.environ` with the GIL held, not
+/// with getenv: a service may change its environment from another thread
+/// while a call starts, and getenv racing putenv is undefined behaviour.
+fn resolve_isa(py: Python<'_>, name: Option<&str>) -> PyResult<Isa> {
+    let setting: Option<String> = match name {
+        Some(n) => Some(n.to_owned()),
+        None => py
+            .import("os")?
+            .getattr("environ")?
+            .call_method1("get", (ISA_ENV,))?
+            .extract()?,
+    };
+    Isa::from_setting(setting.as_deref()).map_err(to_py)
 }
 
 /// The instruction-set level the engine runs: `name`, or when None the one
@@ -412,8 +241,8 @@ fn resolve_isa(name: Option<&str>) -> PyResult<Isa> {
 /// or an unknown name raises ValueError.
 #[pyfunction]
 #[pyo3(signature = (name=None))]
-fn isa_level(name: Option<&str>) -> PyResult<&'static str> {
-    resolve_isa(name).map(Isa::name)
+fn isa_level(py: Python<'_>, name: Option<&str>) -> PyResult<&'static str> {
+    resolve_isa(py, name).map(Isa::name)
 }
 
 /// Every instruction-set level this CPU runs, lowest first.
@@ -432,5 +261,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(isa_level, m)?)?;
     m.add_function(wrap_pyfunction!(isa_levels, m)?)?;
     m.add("ZCoreError", m.py().get_type::<ZCoreError>())?;
+    m.add("CancelledError", m.py().get_type::<CancelledError>())?;
+    m.add("CANCEL_EVENT", watch::cancel_var(m.py())?)?;
     Ok(())
 }

@@ -10,7 +10,6 @@ strong regularisation and large ones weak; a fixed value is wrong for one end.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy.typing as npt
 
 from zcore_fast.evaluation.lbfgs import minimize
 from zcore_fast.evaluation.splits import stratified_folds, stratified_holdout
+from zcore_fast.threads import blas_threads
 
 #: L2 strengths tried, strongest first (the lambda of mean cross-entropy +
 #: lambda/2 |W|^2 on standardised features; scikit-learn's C = 1 / (lambda n)).
@@ -216,11 +216,6 @@ def _blas_threads(threads: int | None) -> Any:
     """Caps NumPy's BLAS threads inside a `with` when threadpoolctl is
     installed (a no-op otherwise). Why: a small product split over threads
     that wait for busy cores can run 20x slower than on one thread
-    (measured on this project's 2-core machine under load)."""
-    if threads is None:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=threads, user_api="blas")
+    (measured on this project's 2-core machine under load). The cap is
+    shared with calls in other threads (`zcore_fast.threads.SharedCap`)."""
+    return blas_threads(threads)

@@ -1,5 +1,6 @@
 """What every selection method shares: its result type, argument checks,
-progress reporting in stages, and the thread cap for NumPy's BLAS."""
+progress reporting in stages (each a point where `cancel_on` stops a
+method), and the thread cap for NumPy's BLAS."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from numbers import Integral, Real
 from typing import Any, Callable
 
 import numpy as np
+
+from zcore_fast.cancel import check_cancelled
+from zcore_fast.threads import blas_threads as shared_blas_threads
 
 ProgressFn = Callable[[int, int], object]
 
@@ -69,6 +73,7 @@ class Steps:
         return Stage(self, start, end)
 
     def _reach(self, value: int) -> None:
+        check_cancelled()  # every progress point is a point to stop at
         if value > self.done:
             self.done = value
             if self.callback is not None:
@@ -83,6 +88,7 @@ class Stage:
 
     def report(self, done: int, total: int) -> None:
         """A progress(done, total) callback for work done as this stage."""
+        check_cancelled()  # reported to even when nobody listens
         share = (self.end - self.start) * min(done, total) // max(1, total)
         self.parent._reach(self.start + share)
 
@@ -130,14 +136,8 @@ def rng_for(seed: int, *stream: int) -> np.random.Generator:
 def blas_threads(threads: int | None) -> Iterator[None]:
     """Caps NumPy's BLAS pool at `threads` while inside, when threadpoolctl is
     installed (it is optional: without it the pool follows OMP_NUM_THREADS /
-    OPENBLAS_NUM_THREADS, which is also what `threads=None` does)."""
-    if threads is None:
-        yield
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=threads, user_api="blas"):
+    OPENBLAS_NUM_THREADS, which is also what `threads=None` does). The pool
+    is the process's: calls overlapping in several threads share the cap
+    (`zcore_fast.threads.SharedCap`), and it is put back after the last."""
+    with shared_blas_threads(threads):
         yield

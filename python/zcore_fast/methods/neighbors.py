@@ -15,6 +15,7 @@ from types import ModuleType
 
 import numpy as np
 
+from zcore_fast.cancel import check_cancelled
 from zcore_fast.methods.base import positive_int
 
 #: Bytes of float32 distances one NumPy block may hold.
@@ -107,6 +108,7 @@ def _knn_numpy(
     out_i = np.empty((m, k), dtype=np.int64)
     step = max(1, BLOCK_BYTES // (4 * n))
     for lo in range(0, m, step):
+        check_cancelled()  # a block is at most BLOCK_BYTES of distances
         hi = min(m, lo + step)
         block = q[lo:hi]
         d = block @ x.T
