@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ torch = pytest.importorskip("torch")  # the `test` extra installs it; CI runs th
 open_clip = pytest.importorskip("open_clip")
 from zcore_fast.embedding import ACCEPTED_FORMS, embed, parse_spec  # noqa: E402
 from zcore_fast.embedding.families import load_model  # noqa: E402
-from zcore_fast.embedding.models import strip_classifier  # noqa: E402
+from zcore_fast.embedding.models import seeded, strip_classifier  # noqa: E402
 
 FAST = {"batch_size": 4, "workers": 0, "device": "cpu", "dtype": "float32"}
 
@@ -201,3 +203,22 @@ def test_factories(folder, tmp_path, monkeypatch) -> None:
     with pytest.raises(ValueError, match="cannot import 'zcf_missing_mod'"):
         embed(folder, tmp_path / "c.npy", "zcf_missing_mod:build", **FAST)
     sys.modules.pop("zcf_factory_mod", None)
+
+
+def test_seeded_initialisations_in_threads_do_not_interleave() -> None:
+    """Building a model seeds torch's global generator (service use, issue
+    17): threads doing it at once each get the draws of a build alone, and
+    the generator is left as found."""
+
+    def build() -> torch.Tensor:
+        with seeded():
+            first = torch.rand(64)
+            time.sleep(0.01)  # another build would run here, were it let in
+            return torch.cat([first, torch.rand(64)])
+
+    alone = build()
+    before = torch.random.get_rng_state()
+    with ThreadPoolExecutor(4) as pool:
+        builds = list(pool.map(lambda _: build(), range(8)))
+    assert all(torch.equal(b, alone) for b in builds)
+    assert torch.equal(torch.random.get_rng_state(), before)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,10 +128,17 @@ def default_transform(size: int = 224) -> Transform:
     )
 
 
+#: Held while torch's global generator is seeded: two threads building
+#: models at once would otherwise interleave (B's seed restarting A's draws
+#: mid-initialisation, and A's restore leaving B's seeded state behind).
+_SEEDED = threading.Lock()
+
+
 @contextlib.contextmanager
 def seeded() -> Iterator[None]:
-    """Seeds torch's CPU generator for a random initialisation and restores it after."""
-    with torch.random.fork_rng(devices=[]):
+    """Seeds torch's CPU generator for a random initialisation and restores it
+    after; one thread at a time (the generator is the process's)."""
+    with _SEEDED, torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_SEED)
         yield
 
