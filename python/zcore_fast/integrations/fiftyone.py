@@ -103,10 +103,10 @@ def select_coreset(
         score_field: the sample field that gets each sample's score (the
             ZCore score for zcore, the method's own score otherwise, see
             `zcore_fast.methods.base.Selection.score_name`), written in one
-            bulk `set_values`; samples without an embedding get None. Methods
-            without a per-sample score (random, typiclust, probcover,
-            herding) write nothing: their coreset's order is the view's order.
-            None writes nothing.
+            bulk `set_values`; samples without an embedding get None (no stale
+            score of an earlier run survives). Random selection has no score
+            and writes nothing: the view's order is its draw. None writes
+            nothing.
         saved_view: a name to save the coreset view under in the dataset
             (`dataset.load_saved_view(name)`); an existing view of that name
             is replaced.
