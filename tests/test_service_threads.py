@@ -384,7 +384,7 @@ def test_cancel_on_stops_the_numpy_methods_between_steps(pools: Path) -> None:
 
 
 def test_cancel_on_is_per_thread_and_an_event_already_set_stops_at_once(
-    pools: Path,
+    pools: Path, tmp_path: Path
 ) -> None:
     event = threading.Event()
     event.set()
@@ -393,6 +393,12 @@ def test_cancel_on_is_per_thread_and_an_event_already_set_stops_at_once(
     with zcore_fast.cancel_on(event), pytest.raises(zcore_fast.CancelledError):
         zcore_fast.score(x, n_sample=LONG_N_SAMPLE)
     assert time.perf_counter() - start < 5.0
+    # Each of the eight calls (random included) stops before its work.
+    w = Where(pools, tmp_path)
+    for name, call in CALLS.items():
+        with zcore_fast.cancel_on(event), pytest.raises(zcore_fast.CancelledError):
+            call(w, None)
+            pytest.fail(f"{name} was not cancelled")
     # Another thread is outside the scope, even while this one is inside.
     with zcore_fast.cancel_on(event), ThreadPoolExecutor(1) as pool:
         other = pool.submit(zcore_fast.score, x, n_sample=1000).result()

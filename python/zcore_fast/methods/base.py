@@ -59,6 +59,7 @@ class Steps:
     def __init__(self, callback: ProgressFn | None, shares: Sequence[float] = (1.0,)) -> None:
         if callback is not None and not callable(callback):
             raise TypeError("progress must be callable as progress(done, total)")
+        check_cancelled()  # an event set before the method began stops it at once
         self.callback = callback
         cumulative = np.cumsum(shares, dtype=np.float64)
         self._ends = [round(PROGRESS_TOTAL * c / cumulative[-1]) for c in cumulative]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from zcore_fast.cancel import check_cancelled
 from zcore_fast.io import Embeddings
 from zcore_fast.methods.base import Selection, rng_for, seed_int
 from zcore_fast.methods.rows import Rows, open_rows
@@ -31,6 +32,7 @@ def sample(n: int, budget: Budget, *, seed: int = 0) -> np.ndarray:
 
 def run(embeddings: Embeddings | Rows, budget: Budget, *, seed: int = 0) -> Selection:
     """Random selection with its parameters; see `select`."""
+    check_cancelled()  # instant, but a cancelled caller expects no result
     # Only the row count is needed: shapes from the headers, no pass over values.
     rows = open_rows(embeddings, check_finite=False)
     return Selection("random", sample(rows.n, budget, seed=seed), params={"seed": seed})
