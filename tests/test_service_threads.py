@@ -367,6 +367,30 @@ def test_cancel_on_stops_a_cache_build_and_leaves_nothing(big: Path, tmp_path: P
     assert not [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")]
 
 
+def test_cancel_on_stops_a_wait_for_another_calls_cache_build(
+    pools: Path, tmp_path: Path
+) -> None:
+    """A call waiting for the entry another call is building (its lock held
+    exclusively, here by the test) stops when its event is set."""
+    from zcore_fast.cache.entries import SourceStat, entry_for
+    from zcore_fast.cache.lock import hold
+
+    path = str(pools / "b32.npy")
+    stat, _ = SourceStat.of(path)
+    entry = entry_for(tmp_path, [stat], "float32")
+    event = threading.Event()
+    with hold(entry.lock):  # "another call is building it"
+        timer = threading.Timer(0.3, event.set)
+        timer.start()
+        start = time.perf_counter()
+        with zcore_fast.cancel_on(event), pytest.raises(zcore_fast.CancelledError):
+            zcore_fast.score(path, n_sample=1_000, cache="always", cache_dir=tmp_path)
+        waited = time.perf_counter() - start
+        timer.join()
+    assert 0.25 < waited < 5.0
+    assert not entry.npy.exists()
+
+
 def test_cancel_on_stops_the_numpy_methods_between_steps(pools: Path) -> None:
     event = threading.Event()
     reports: list[int] = []

@@ -8,14 +8,25 @@ Lock files may be removed, but only by a holder of the exclusive lock
 (`remove_held`). Whoever then wakes up holding a lock on the removed file
 notices that the path now names another file (or none) and locks again, so
 two processes never both believe they hold the same lock.
+
+Inside `zcore_fast.cancel_on(event)` a wait for a lock (another call
+building the same entry) polls instead of blocking, so the event stops it.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from zcore_fast._native import CANCEL_EVENT
+from zcore_fast.cancel import check_cancelled
+
+#: Seconds between tries of a lock awaited inside `cancel_on` (the
+#: engine's own cancellation latency).
+WAIT_POLL = 0.05
 
 try:
     import fcntl
@@ -32,7 +43,10 @@ def _acquire(path: Path, shared: bool, wait: bool) -> int | None:
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, flags)
+            if wait and CANCEL_EVENT.get() is not None:
+                _wait_cancellable(fd, flags)
+            else:
+                fcntl.flock(fd, flags)
             now = os.fstat(fd)
             try:
                 named = os.stat(path)
@@ -47,6 +61,19 @@ def _acquire(path: Path, shared: bool, wait: bool) -> int | None:
         if named is not None and (named.st_ino, named.st_dev) == (now.st_ino, now.st_dev):
             return fd
         os.close(fd)  # the holder we waited for removed this lock file: lock the new one
+
+
+def _wait_cancellable(fd: int, flags: int) -> None:
+    """flock(fd, flags), waiting the way a `cancel_on` scope can stop: a try
+    every WAIT_POLL seconds, checking the event in between (a blocking flock
+    cannot be interrupted from another thread)."""
+    while True:
+        try:
+            fcntl.flock(fd, flags | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            check_cancelled()
+            time.sleep(WAIT_POLL)
 
 
 @contextmanager
