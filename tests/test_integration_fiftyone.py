@@ -8,6 +8,7 @@ tests skip only when FiftyOne itself cannot be imported.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +40,13 @@ ZCORE = {"n_sample": 20_000, "redund_nn": 20}  # small: the file runs in well un
 def fo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """FiftyOne, connected to a mongod of this session's own, with this
     package's plugin in its plugins directory."""
+    environ = dict(os.environ)
     fiftyone = pytest.importorskip("fiftyone", reason="FiftyOne is not installed")
+    # Importing it sets LD_LIBRARY_PATH (OpenCV) and KMP_* (OpenMP) for every
+    # later child process of the test run: keep the environment as it was.
+    for name in set(os.environ) - set(environ):
+        del os.environ[name]
+    os.environ.update(environ)
     data = tmp_path_factory.mktemp("mongod")
     try:
         proc, port = start_mongod(data)
@@ -280,6 +287,9 @@ def test_plugin_operator_form_and_execution(fo: Any, dataset: Any, data: np.ndar
     import fiftyone.operators as foo
     import fiftyone.plugins as fop
 
+    # the installed package carries the plugin's files (maturin packs every
+    # file under python/zcore_fast, not only .py)
+    assert {"fiftyone.yml", "__init__.py"} <= {p.name for p in plugin_dir().iterdir()}
     assert "@zcore-fast/coreset" in [p.name for p in fop.list_plugins()]
     uri = "@zcore-fast/coreset/select_coreset"
     operator = foo.get_operator(uri)
