@@ -270,8 +270,8 @@ def test_concurrent_calls_give_the_results_of_calls_alone(
 def test_concurrent_calls_in_this_process_give_the_same_results(
     pools: Path, alone: dict[str, Any], tmp_path: Path
 ) -> None:
-    """The same in the test's own process, whose BLAS and torch settings
-    were already touched by other tests, and which must be left as found."""
+    """The same in the test's own process, already used by other tests; its
+    BLAS thread counts must be left as found (three calls cap them)."""
     before = _blas_counts()
     got = run_together(Where(pools, tmp_path), CALLS)
     for name in CALLS:
