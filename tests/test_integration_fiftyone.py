@@ -186,6 +186,13 @@ def test_labels_from_a_field(dataset: Any, data: np.ndarray) -> None:
     view = select_coreset(dataset, 30, embeddings="emb", method="moderate", labels="cls")
     expected = zcore_fast.select_with("moderate", data, 30, labels=labels.astype(str))
     assert ids_of(view) == np.asarray(ids_of(dataset))[expected].tolist()
+    # samples left out take their labels with them, given as a field or an array
+    dataset.limit(10).set_values("emb", [None] * 10)
+    expected = zcore_fast.select_with("moderate", data[10:], 30, labels=labels[10:])
+    for given in ("cls", labels.astype(str)):
+        with pytest.warns(MissingEmbeddingsWarning):
+            view = select_coreset(dataset, 30, embeddings="emb", method="moderate", labels=given)
+        assert ids_of(view) == np.asarray(ids_of(dataset))[10:][expected].tolist()
 
 
 def write_images(folder: Path, n: int) -> list[Path]:

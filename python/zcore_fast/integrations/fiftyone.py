@@ -117,8 +117,9 @@ def select_coreset(
         read_batch: samples read from the database per query.
         **options: the method's options (`zcore_fast.methods.registry.method_options`),
             e.g. n_sample, sample_dim, redund_nn, redund_exp, rand_init for
-            zcore; `threads`; `labels` as an array or a field path such as
-            "ground_truth.label".
+            zcore; `threads`; `labels` as a field path such as
+            "ground_truth.label", or an array with one label per sample of
+            `samples` (those of the samples left out are dropped).
 
     Returns:
         `samples.select(ids, ordered=True)` of the coreset: best first, in
@@ -190,8 +191,14 @@ def run_coreset(
             f"no sample of the {len(left_out)} given has an embedding "
             f"({_describe(embeddings, model)}); compute them first"
         )
-    if isinstance(options.get("labels"), str):
-        options["labels"] = _read_labels(samples, options["labels"], ids, read_batch)
+    labels = options.get("labels")
+    if isinstance(labels, str):
+        options["labels"] = _read_labels(samples, labels, ids, read_batch)
+    elif left_out and labels is not None and np.ndim(labels) == 1:
+        # One label per sample of the collection: keep those of the samples scored.
+        every = np.asarray(samples.values("id"), dtype=str)
+        if len(labels) == len(every):
+            options["labels"] = np.asarray(labels)[np.isin(every, ids)]
     selection = run_method(method, rows, budget, seed=seed, progress=progress, **options)
     if score_field is not None and selection.scores is not None:
         _write_scores(samples, score_field, ids, selection.scores, left_out)
