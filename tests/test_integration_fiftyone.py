@@ -33,7 +33,10 @@ from zcore_fast.integrations.fiftyone import (
 )
 
 N, D = 300, 12
-ZCORE = {"n_sample": 20_000, "redund_nn": 20}  # small: the file runs in well under a minute
+ZCORE: dict[str, Any] = {
+    "n_sample": 20_000,
+    "redund_nn": 20,
+}  # small: the file runs in well under a minute
 
 
 @pytest.fixture(scope="session")
@@ -215,7 +218,7 @@ def test_torch_module_through_embed(fo: Any, tmp_path: Path) -> None:
     ds = fo.Dataset()
     ds.add_samples([fo.Sample(filepath=str(p)) for p in [*paths[:10], broken, *paths[10:]]])
     module = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(3), torch.nn.Flatten())
-    options = {"workers": 0, "batch_size": 8, "device": "cpu"}
+    options: dict[str, Any] = {"workers": 0, "batch_size": 8, "device": "cpu"}
     try:
         with pytest.warns(MissingEmbeddingsWarning, match="1 of 25"):
             view = select_coreset(

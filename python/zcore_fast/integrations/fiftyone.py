@@ -336,17 +336,20 @@ def _fetch(view: Any, fields: list[str]) -> tuple[list[str], list[Any]]:
     try:
         got_ids, *raw = view.values(["id", *fields], _raw=True)
     except TypeError:  # a FiftyOne without the raw option
-        got_ids, *columns = view.values(["id", *fields])
-        return got_ids, columns
+        return _decoded_by_fiftyone(view, fields)
     columns: list[Any] = []
     for col in raw:
         if col and isinstance(col[0], bytes):
             decoded = _decode_vectors(col)
             if decoded is None:
-                got_ids, *columns = view.values(["id", *fields])
-                return got_ids, columns
+                return _decoded_by_fiftyone(view, fields)
             col = decoded
         columns.append(col)
+    return got_ids, columns
+
+
+def _decoded_by_fiftyone(view: Any, fields: list[str]) -> tuple[list[str], list[Any]]:
+    got_ids, *columns = view.values(["id", *fields])
     return got_ids, columns
 
 
@@ -485,7 +488,7 @@ def _read_labels(samples: Any, path: str, ids: np.ndarray, read_batch: int) -> n
             ["id", path]
         )
         labels[order[np.searchsorted(sorted_ids, np.asarray(got_ids, dtype=str))]] = values
-    if np.equal(labels, None).any():
+    if None in labels.tolist():
         raise ValueError(f"labels field {path!r} is missing on some samples with embeddings")
     return labels
 
