@@ -273,6 +273,10 @@ def test_fiftyone_model_through_compute_embeddings(fo: Any, tmp_path: Path) -> N
         rows = np.stack([MeanColour().embed(Image.open(p).convert("RGB")) for p in paths])
         expected = zcore_fast.select_with("zcore", rows, 5, **ZCORE)
         assert ids_of(view) == np.asarray(ds.values("id"))[expected].tolist()
+        # with a field named, the embeddings are stored there and read back
+        stored = select_coreset(ds, 5, model=MeanColour(), embeddings="colour", **ZCORE)
+        assert ids_of(stored) == ids_of(view)
+        np.testing.assert_allclose(np.stack(ds.values("colour")), rows)
     finally:
         ds.delete()
 
