@@ -33,12 +33,17 @@ from zcore_fast.integrations.arrow import (
     to_matrix,
 )
 
-#: Rows decoded per batch: with D = 1,280 float16 about 40 MB, so even with
-#: a batch per thread in flight and its transposed copy the memory used
-#: stays far below the 1 GiB a 10^6-row table must fit in.
+#: Rows per batch taken from a decoded row group, checked and transposed
+#: into the copy (about 40 MB at D = 1,280 float16).
 BATCH_ROWS = 16_384
-#: Read-ahead of each Parquet reader (pyarrow's buffered stream).
-STREAM_BUFFER = 8 << 20
+#: Read-ahead of each Parquet reader (pyarrow's buffered stream; with
+#: pre-buffering off the compressed column chunk is not held whole).
+STREAM_BUFFER = 1 << 20
+#: Row groups decoded at once are capped so that their decoded size stays
+#: under this: pyarrow decodes a whole row group before handing out its
+#: batches, so each reader in flight holds one (measured: 239 MB of
+#: pyarrow's pool for a 256 MB row group).
+MEMORY_BUDGET = 600 << 20
 #: File suffixes read as Parquet.
 SUFFIXES = (".parquet", ".pq")
 
@@ -193,7 +198,7 @@ class ParquetPool:
                 part, group, row, start = job
                 # A buffered stream reads the column chunk piece by piece
                 # instead of whole, so memory is bounded by the batch.
-                reader = pq.ParquetFile(part, buffer_size=STREAM_BUFFER)
+                reader = pq.ParquetFile(part, buffer_size=STREAM_BUFFER, pre_buffer=False)
                 for batch in reader.iter_batches(
                     batch_size=BATCH_ROWS, row_groups=[group], columns=[self.column]
                 ):
@@ -206,8 +211,23 @@ class ParquetPool:
                     row += len(block)
                     add(len(block))
 
-            fill(jobs, run, threads=threads, total=n, progress=progress)
+            fill(jobs, run, threads=_readers(pq, self, threads), total=n, progress=progress)
         return n, d, str(dtype)
+
+
+def _readers(pq: Any, pool: ParquetPool, threads: int) -> int:
+    """Threads decoding row groups at once: `threads`, fewer when that many
+    of the largest row group would not fit MEMORY_BUDGET, at least one."""
+    largest = 0
+    for part in pool.parts:
+        meta = pq.ParquetFile(part).metadata
+        names = [meta.schema.column(i).path for i in range(meta.num_columns)]
+        columns = [i for i, name in enumerate(names) if name.split(".")[0] == pool.column]
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            size = sum(group.column(i).total_uncompressed_size for i in columns)
+            largest = max(largest, size)
+    return max(1, min(threads, MEMORY_BUDGET // max(1, largest)))
 
 
 def _row_groups(pq: Any, part: str, first: int) -> list[tuple[int, int]]:
