@@ -16,10 +16,12 @@ __all__ = [
     "ZCoreError",
     "build_cache",
     "dim_stats",
+    "finish_halves",
     "isa_level",
     "isa_levels",
     "sample_draws",
     "score",
+    "score_range",
     "trace",
 ]
 
@@ -42,6 +44,28 @@ def score(
     progress: Callable[[int, int], object] | None = None,
     search: str = "auto",
     isa: str | None = None,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def score_range(
+    inputs: _Input,
+    *,
+    n_sample: int,
+    sample_dim: int,
+    redund_nn: int,
+    redund_exp: float,
+    seed: int,
+    threads: int,
+    start: int,
+    end: int,
+    progress: Callable[[int, int], object] | None = None,
+    isa: str | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
+def finish_halves(
+    first: npt.NDArray[np.int64],
+    second: npt.NDArray[np.int64],
+    *,
+    rand_init: bool,
+    seed: int,
+    threads: int = 1,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
 def isa_level(name: str | None = None) -> str: ...
 def isa_levels() -> list[str]: ...

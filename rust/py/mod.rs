@@ -1,6 +1,7 @@
 //! Python bindings: conversion only. Every O(N) call runs with the GIL
 //! released; errors become the Python exception that means the same thing.
 
+mod sharded;
 mod watch;
 
 use crate::arch::{Isa, ISA_ENV};
@@ -16,7 +17,7 @@ use watch::{with_pool, with_sources};
 
 type F64Array<'py> = Bound<'py, PyArray1<f64>>;
 type Draws<'py> = (Bound<'py, PyArray2<u32>>, Bound<'py, PyArray2<f32>>);
-type Scored<'py> = (Bound<'py, PyArray1<f32>>, F64Array<'py>, F64Array<'py>);
+pub(super) type Scored<'py> = (Bound<'py, PyArray1<f32>>, F64Array<'py>, F64Array<'py>);
 type Trace<'py> = (u32, Bound<'py, PyArray1<u32>>, F64Array<'py>);
 
 pyo3::create_exception!(
@@ -46,7 +47,7 @@ fn to_py(e: CoreError) -> PyErr {
 /// Most rows whose half-run scores are returned for the convergence report:
 /// a Spearman rho over 2^21 evenly spaced rows is as informative as over
 /// all of them, and returning all would add 16 bytes per row.
-const CONVERGENCE_ROWS: usize = 1 << 21;
+pub(super) const CONVERGENCE_ROWS: usize = 1 << 21;
 
 /// Scores the concatenation of `inputs` (paths or arrays). See `zcore_fast.score`.
 ///
@@ -254,6 +255,8 @@ fn isa_levels() -> Vec<&'static str> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(score, m)?)?;
+    m.add_function(wrap_pyfunction!(sharded::score_range, m)?)?;
+    m.add_function(wrap_pyfunction!(sharded::finish_halves, m)?)?;
     m.add_function(wrap_pyfunction!(dim_stats, m)?)?;
     m.add_function(wrap_pyfunction!(build_cache, m)?)?;
     m.add_function(wrap_pyfunction!(sample_draws, m)?)?;

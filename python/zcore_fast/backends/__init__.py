@@ -7,6 +7,8 @@ where it can, and the torch modules are imported only when chosen.
 - "cuda": PyTorch on CUDA GPUs (every visible GPU unless `device` says
   which; the samples are split and the scores summed).
 - "torch": PyTorch on `device` (default the CPU); what CI tests.
+- "ray": the Rust engine on the workers of a Ray cluster, the samples split
+  among them (`ray_backend.py`; Ray imported only then).
 - "auto": "cuda" when PyTorch is installed and sees a GPU, else "cpu".
 """
 
@@ -25,7 +27,7 @@ import numpy as np
 from zcore_fast._native import ZCoreError
 
 #: Accepted values of `backend=`.
-BACKENDS = ("auto", "cpu", "cuda", "torch")
+BACKENDS = ("auto", "cpu", "cuda", "torch", "ray")
 
 _INSTALL = "install PyTorch (pip install 'zcore-fast[cuda]')"
 
@@ -58,7 +60,7 @@ def cuda_available() -> bool:
 
 
 def resolve(backend: str, device: object = None) -> tuple[str, object]:
-    """The engine to run ("cpu" or "torch") and the torch device(s) for it.
+    """The engine to run ("cpu", "torch" or "ray") and the torch device(s) for it.
 
     Raises:
         ValueError: unknown backend, or a device given to the CPU engine.
@@ -69,12 +71,13 @@ def resolve(backend: str, device: object = None) -> tuple[str, object]:
         raise ValueError(
             f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}"
         )
-    if backend == "cpu":
+    if backend in ("cpu", "ray"):
         if device is not None:
             raise ValueError(
-                "device= is for backend='torch' or 'cuda'; the CPU engine takes threads="
+                f"device= is for backend='torch' or 'cuda'; backend={backend!r} runs the Rust "
+                "engine, which takes threads="
             )
-        return "cpu", None
+        return backend, None
     if backend == "auto":
         if device is not None:
             backend = "torch"  # an explicit device means the torch backend

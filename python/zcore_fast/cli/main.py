@@ -123,7 +123,18 @@ def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
         choices=BACKENDS,
         default="auto",
         help="auto: a CUDA GPU when PyTorch sees one, else cpu (the Rust engine); "
-        "cuda: PyTorch on GPUs; torch: PyTorch on the CPU (default %(default)s)",
+        "cuda: PyTorch on GPUs; torch: PyTorch on the CPU; ray: the Rust engine on the "
+        "workers of a Ray cluster (default %(default)s)",
+    )
+    g.add_argument(
+        "--ray-address",
+        help="--backend ray: the cluster (HOST:PORT); default RAY_ADDRESS, else a cluster "
+        "started on this machine with `ray start --head`",
+    )
+    g.add_argument(
+        "--workers",
+        type=positive_int,
+        help="--backend ray: workers sharing the samples (default one per node)",
     )
     t = p.add_argument_group("Parquet input (README: Parquet, Arrow and Hugging Face)")
     t.add_argument(
@@ -281,6 +292,10 @@ def _run_pool(
         "cache": "never" if table.is_table else args.cache or "auto",
         "cache_dir": args.cache_dir,
     }
+    if args.backend == "ray":
+        params.update(ray_address=args.ray_address, workers=args.workers)
+    elif args.ray_address is not None or args.workers is not None:
+        raise UsageError("--ray-address and --workers apply to --backend ray")
     start = time.perf_counter()
     with ProgressBar(enabled=show, total=None) as bar:
         building = bar.stage("building column cache", "rows")

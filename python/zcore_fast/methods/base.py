@@ -33,6 +33,11 @@ class Selection:
             "aum"; None when `scores` is None.
         params: every parameter the method ran with, defaults and choices made
             on the way included (e.g. ELFS's searched beta); JSON-serialisable.
+        ids: the id of every row (shape (N,)) when the embeddings were a
+            table read with an id column, else None; `ids[indices]` are the
+            coreset's ids.
+        source: what a table input was read from (format, path, parts,
+            column, id column); empty for arrays and .npy files.
     """
 
     method: str

@@ -20,6 +20,7 @@ from zcore_fast.methods.scorers import (
     DYNAMICS_OPTIONS,
     SCORE_OPTIONS,
     ZCORE_OPTIONS,
+    ZCORE_RUN_OPTIONS,
     check_options,
     refuse_labels,
 )
@@ -42,7 +43,7 @@ METHODS: tuple[str, ...] = (
 #: Each method's own options (besides seed, labels, threads, progress). CCS
 #: also takes the options of the score it stratifies (`method_options`).
 OWN_OPTIONS: dict[str, tuple[str, ...]] = {
-    "zcore": ZCORE_OPTIONS,
+    "zcore": (*ZCORE_OPTIONS, *ZCORE_RUN_OPTIONS),
     "moderate": CLASS_OPTIONS,
     "elfs": (*DYNAMICS_OPTIONS, "score", "beta", "beta_grid"),
     "ccs": ("score", "descending", "mis_ratio", "strata"),
@@ -127,7 +128,9 @@ def select_with(
             (total 1000, stages weighted by cost) for the others; random
             does not call it. Raising from it stops the method.
         **options: the method's options (`method_options(method)`):
-            zcore: n_sample, sample_dim, redund_nn, redund_exp, rand_init;
+            zcore: n_sample, sample_dim, redund_nn, redund_exp, rand_init, and
+            where it runs: backend ("ray" for a Ray cluster), ray_address,
+            workers;
             moderate: clusters, max_iter; elfs: score, beta, beta_grid,
             clusters, epochs, batch_size, lr, hidden, device, max_iter;
             ccs: score, descending, mis_ratio, strata + the score's options;

@@ -129,6 +129,8 @@ def score(
     cache_progress: ProgressFn | None = None,
     column: str | None = None,
     id_column: str | None = None,
+    ray_address: str | None = None,
+    workers: int | None = None,
 ) -> np.ndarray:
     """ZCore scores of every row of `embeddings`, float32 in [0, 1].
 
@@ -153,7 +155,8 @@ def score(
             about every 50 ms; raising from it stops scoring and propagates.
         backend: "auto" (a CUDA GPU when PyTorch sees one, else the Rust CPU
             engine), "cpu" (the Rust engine), "cuda" (PyTorch on GPUs) or
-            "torch" (PyTorch on `device`, default the CPU). The same seed
+            "torch" (PyTorch on `device`, default the CPU), or "ray" (the
+            Rust engine on the workers of a Ray cluster, README "Ray"). The same seed
             draws the same samples on every backend; see README "GPU backend"
             for float16 storage and tolerances. `threads` is for "cpu" only.
         device: torch device(s) for "torch"/"cuda": "cuda:1", or a list to
@@ -175,6 +178,10 @@ def score(
             list column.
         id_column: a table input's id column, reported as `ScoreReport.ids`
             (the row numbers stay the scores' positions).
+        ray_address: backend="ray": the cluster's address; default Ray's own
+            (RAY_ADDRESS, else "auto": a cluster started here).
+        workers: backend="ray": how many workers share the samples; default
+            one per node, each with the node's CPUs.
 
     Returns:
         float32 array of shape (N,): higher means keep. `score_report`
@@ -204,6 +211,8 @@ def score(
         cache_progress=cache_progress,
         column=column,
         id_column=id_column,
+        ray_address=ray_address,
+        workers=workers,
     ).scores
 
 
@@ -225,6 +234,8 @@ def score_report(
     cache_progress: ProgressFn | None = None,
     column: str | None = None,
     id_column: str | None = None,
+    ray_address: str | None = None,
+    workers: int | None = None,
 ) -> ScoreReport:
     """ZCore scores with the sample count used and a convergence measure.
 
@@ -257,6 +268,8 @@ def score_report(
             cache="never" if table.is_table else cache,
             cache_dir=cache_dir,
             cache_progress=cache_progress,
+            ray_address=ray_address,
+            workers=workers,
         )
     if not table.is_table:
         return report
@@ -285,6 +298,8 @@ def _score_report(
     cache: CacheMode,
     cache_dir: PathLike | None,
     cache_progress: ProgressFn | None,
+    ray_address: str | None,
+    workers: int | None,
 ) -> ScoreReport:
     sources = as_sources(embeddings)
     sample_dim = _positive_int("sample_dim", sample_dim)
@@ -302,11 +317,16 @@ def _score_report(
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be callable as {name}(done, total)")
     engine, devices = backends.resolve(backend, device)
+    if engine != "ray" and (ray_address is not None or workers is not None):
+        raise ValueError("ray_address= and workers= are for backend='ray'")
+    if workers is not None:
+        workers = _positive_int("workers", workers)
     _check_sizes(sources)
     # The torch backends read the inputs themselves: only the Rust engine
-    # scores from the dimension-major cache.
+    # (here or on Ray workers, which map the same path) scores from the
+    # dimension-major cache.
     mode = check_mode(cache)  # refused on every backend alike
-    if engine != "cpu":
+    if engine == "torch":
         mode = "never"
     # Resolved before any work, so a bad ZCORE_FAST_ISA fails at once.
     isa = _native.isa_level() if engine == "cpu" else None
@@ -314,7 +334,12 @@ def _score_report(
         sources, cache=mode, cache_dir=cache_dir, threads=threads, progress=cache_progress
     ) as prepared:
         start = time.perf_counter()
-        run = partial(_native.score, isa=isa) if engine == "cpu" else backends.scorer(devices)
+        if engine == "cpu":
+            run = partial(_native.score, isa=isa)
+        elif engine == "ray":
+            run = partial(_score_on_ray, ray_address=ray_address, workers=workers)
+        else:
+            run = backends.scorer(devices)
         scores, first, second = run(
             prepared.sources,
             n_sample=n_sample,
@@ -341,12 +366,46 @@ def _score_report(
             "seed": int(seed),
             "threads": threads,
             "backend": engine,
+            **({"ray_address": ray_address, "workers": workers} if engine == "ray" else {}),
             "isa": isa,
         },
         cache_path=prepared.path,
         cache_seconds=prepared.seconds,
         isa=isa,
     )
+
+
+def _score_on_ray(
+    sources: list[object],
+    *,
+    n_sample: int,
+    sample_dim: int,
+    redund_nn: int,
+    redund_exp: float,
+    rand_init: bool,
+    seed: int,
+    threads: int,
+    progress: ProgressFn | None,
+    ray_address: str | None,
+    workers: int | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_native.score` with the samples split over Ray workers: the same
+    (scores, halves) bit for bit. `threads` is ignored: each worker uses
+    the CPUs Ray gave it."""
+    from zcore_fast.backends import ray_backend
+
+    first, second = ray_backend.score_halves(
+        sources,
+        n_sample=n_sample,
+        sample_dim=sample_dim,
+        redund_nn=redund_nn,
+        redund_exp=redund_exp,
+        seed=seed,
+        isa=None,  # each node runs the best level it has: the bits are the same
+        options=ray_backend.RayOptions(ray_address, workers),
+        progress=progress,
+    )
+    return _native.finish_halves(first, second, rand_init=rand_init, seed=seed)
 
 
 def _rows(sources: list[object]) -> int:

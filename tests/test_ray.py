@@ -1,0 +1,210 @@
+"""backend="ray" on a real two-node Ray cluster started by the fixture on
+127.0.0.1: scores bit-identical to one local process (the oracle) for any
+worker count, dtype, input kind, a killed worker and tiny pools; errors as
+in one process; cancellation that stops the remote work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zcore_fast
+from zcore_fast.cli import main
+
+# Read by Ray when it is imported, so set first. The first keeps every node
+# on the loopback address instead of the machine's interface address
+# (DESIGN.md section 10); the others keep the test cluster small and quiet.
+RAY_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_memory_usage_threshold": "0.98",
+}
+os.environ.update(RAY_ENV)
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+FAST = {"n_sample": 3_000, "redund_nn": 25}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A head and a second node, 2 logical CPUs each, on 127.0.0.1 only
+    (DESIGN.md section 10), with small object stores and no dashboard; every
+    process stopped afterwards."""
+    store = 80 * 1024 * 1024
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 2,
+            "node_ip_address": "127.0.0.1",
+            "include_dashboard": False,
+            "object_store_memory": store,
+            "temp_dir": str(tmp_path_factory.mktemp("ray")),
+        },
+    )
+    try:
+        c.add_node(num_cpus=2, node_ip_address="127.0.0.1", object_store_memory=store)
+        ray.init(address=c.address, logging_level="ERROR", log_to_driver=False)
+        assert not _non_loopback_listeners(), _non_loopback_listeners()
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+def _non_loopback_listeners() -> list[str]:
+    """Listening sockets of Ray's processes not bound to 127.0.0.1 (empty
+    where `ss` is missing: nothing to check with)."""
+    try:
+        out = subprocess.run(["ss", "-Htlnp"], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        return []
+    ray_names = ("raylet", "gcs_server", "ray::", "default_worker")
+    return [
+        line
+        for line in out.splitlines()
+        if any(n in line for n in ray_names) and "127.0.0.1" not in line.split()[3]
+    ]
+
+
+def pool(seed: int, n: int = 1_500, d: int = 10, dtype: type = np.float32) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(6, d)) * 3
+    return (centres[rng.integers(0, 6, n)] + rng.normal(size=(n, d))).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_bit_identical_for_one_two_and_three_workers(cluster, tmp_path: Path, dtype) -> None:
+    x = pool(1, dtype=dtype)
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    want = zcore_fast.score_report(x, backend="cpu", seed=5, **FAST)
+    for workers in (1, 2, 3):
+        for source in (x, path):
+            got = zcore_fast.score_report(
+                source, backend="ray", workers=workers, seed=5, ray_address=cluster.address,
+                **FAST,
+            )  # fmt: skip
+            np.testing.assert_array_equal(got.scores, want.scores)
+            assert got.convergence == want.convergence
+            assert got.parameters["workers"] == workers
+
+
+def test_shard_folder_and_column_cache(cluster, tmp_path: Path) -> None:
+    x = pool(2, n=1_200)
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for i, piece in enumerate(np.array_split(x, 3)):
+        np.save(folder / f"emb_{i:02d}.npy", piece)
+    want = zcore_fast.score(x, **FAST)
+    got = zcore_fast.score(folder, backend="ray", workers=2, **FAST)
+    np.testing.assert_array_equal(got, want)
+    # Through the column cache: the workers map the cache file.
+    cached = zcore_fast.score_report(
+        folder, backend="ray", workers=2, cache="always", cache_dir=tmp_path / "c", **FAST
+    )
+    assert cached.cache_path is not None
+    np.testing.assert_array_equal(cached.scores, want)
+
+
+def test_select_with_zcore_and_ccs(cluster) -> None:
+    x = pool(3, n=800)
+    for method in ("zcore", "ccs"):
+        want = zcore_fast.select_with(method, x, 40, seed=2, **FAST)
+        got = zcore_fast.select_with(method, x, 40, seed=2, backend="ray", workers=2, **FAST)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_tiny_pools_and_more_workers_than_samples(cluster) -> None:
+    x = pool(4, n=2, d=3)
+    for n_sample in (1, 2, 5):
+        want = zcore_fast.score(x, n_sample=n_sample, redund_nn=1)
+        got = zcore_fast.score(x, n_sample=n_sample, redund_nn=1, backend="ray", workers=3)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_errors_as_in_one_process(cluster, tmp_path: Path) -> None:
+    x = pool(5, n=300)
+    x[17, 2] = np.nan
+    with pytest.raises(ValueError) as local:
+        zcore_fast.score(x, **FAST)
+    with pytest.raises(ValueError) as remote:
+        zcore_fast.score(x, backend="ray", workers=2, **FAST)
+    assert str(remote.value) == str(local.value)
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        zcore_fast.score(x, backend="ray", workers=0)
+    with pytest.raises(ValueError, match="are for backend='ray'"):
+        zcore_fast.score(x, workers=2)
+    from zcore_fast.backends import ray_backend
+
+    missing = str(tmp_path / "only_on_the_driver.npy")
+    with pytest.raises(FileNotFoundError, match=r"Ray node .* cannot read .*only_on_the_driver"):
+        ray_backend.score_halves(
+            [missing], n_sample=10, sample_dim=2, redund_nn=5, redund_exp=4.0, seed=0,
+            isa=None, options=ray_backend.RayOptions(workers=1),
+        )  # fmt: skip
+
+
+def _worker_pids() -> list[int]:
+    out = subprocess.run(["pgrep", "-f", "ray::_Worker"], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_killed_worker_is_replaced_and_scores_unchanged(cluster) -> None:
+    x = pool(6, n=20_000, d=16)
+    params = {"n_sample": 40_000, "redund_nn": 200, "seed": 1}
+    want = zcore_fast.score(x, **params)
+    killed: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        if not killed and 0 < done < total // 2:
+            pids = _worker_pids()
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+
+    got = zcore_fast.score(x, backend="ray", workers=2, progress=progress, **params)
+    assert killed, "the run ended before a worker could be killed"
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_raising_progress_callback_cancels_the_remote_work(cluster) -> None:
+    x = pool(7, n=20_000, d=16)
+    seen: list[tuple[int, int]] = []
+
+    class StopError(Exception):
+        pass
+
+    def progress(done: int, total: int) -> None:
+        seen.append((done, total))
+        if done > 0:
+            raise StopError
+
+    start = time.monotonic()
+    with pytest.raises(StopError):
+        zcore_fast.score(x, backend="ray", workers=2, n_sample=10**6, progress=progress)
+    assert time.monotonic() - start < 60
+    deadline = time.monotonic() + 20
+    while _worker_pids() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _worker_pids(), "workers still running after the run was cancelled"
+    assert all(total == 10**6 for _, total in seen)
+
+
+def test_cli_backend_ray(cluster, tmp_path: Path) -> None:
+    x = pool(8, n=900)
+    np.save(tmp_path / "x.npy", x)
+    flags = ["--n-sample", "3000", "--redund-nn", "25", "--budget", "50", "-q"]
+    assert main(["select", str(tmp_path / "x.npy"), "-o", str(tmp_path / "a.npy"), *flags]) == 0
+    ray_flags = ["--backend", "ray", "--ray-address", cluster.address, "--workers", "2"]
+    out = str(tmp_path / "b.npy")
+    assert main(["select", str(tmp_path / "x.npy"), "-o", out, *flags, *ray_flags]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+    assert main(["select", str(tmp_path / "x.npy"), "-o", str(tmp_path / "c.npy"), *flags,
+                 "--workers", "2"]) == 2  # fmt: skip
