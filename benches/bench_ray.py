@@ -25,7 +25,11 @@ Two figures, each against a reference measured in the same run (issue 15,
    pairs. Efficiency = t1 / (2 x t2); target >= 0.85. Each worker builds the
    band indexes of the dimensions its samples use (about 1,280 of them at
    this N, whatever its share of the samples), a fixed cost per worker that
-   sharding does not divide: the efficiency rises with the sample count.
+   sharding does not divide: the efficiency rises with the sample count. So
+   the same pair also runs at --fixed-samples (10^4), and from the two sizes
+   each worker count's wall time is split into a fixed cost and a cost per
+   sample: the marginal efficiency c1 / (2 x c2) is what a run of many more
+   samples approaches (projected at 10^6 and 10^7 samples).
 
 Correctness in the same run: every Ray run's scores are compared (SHA-256 of
 the float32 scores) with backend="cpu" on the same pool and sample count. At
@@ -286,7 +290,7 @@ def run_overhead(args: argparse.Namespace) -> dict:
     if gen is not None:
         log(f"overhead: generated {path.name} in {gen:.1f} s")
     s, kw = args.samples, {"redund_nn": args.redund_nn}
-    log(f"overhead: starting a one-node cluster (2 CPUs) on 127.0.0.1")
+    log("overhead: starting a one-node cluster (2 CPUs) on 127.0.0.1")
     cl = LoopbackCluster([2])
     try:
         log(f"overhead: cluster up in {cl.seconds:.1f} s: {cl.nodes}")
@@ -372,7 +376,17 @@ def run_scaling(args: argparse.Namespace) -> dict:
             lambda i: run_call(f"scaling ray workers=1 #{i + 1}", path, s, "ray", workers=1, **kw),
             lambda i: run_call(f"scaling ray workers=2 #{i + 1}", path, s, "ray", workers=2, **kw),
         )
+        # The same pair at a small sample count: wall = fixed + samples x
+        # marginal cost, solved per worker count from the two sizes.
+        small1, small2 = interleaved(
+            1,
+            lambda i: run_call("fixed-cost ray workers=1", path, args.fixed_samples, "ray",
+                               workers=1, **kw),
+            lambda i: run_call("fixed-cost ray workers=2", path, args.fixed_samples, "ray",
+                               workers=2, **kw),
+        )  # fmt: skip
         ray_digests = {c["sha256"] for c in one + two}
+        small_identical = len({small1[0]["sha256"], small2[0]["sha256"]}) == 1
         if args.cpu_check == "full":
             cpu = run_call("scaling cpu threads=2", path, s, "cpu", threads=2, **kw)
             check.update(cpu=cpu, samples=s, identical=ray_digests == {cpu["sha256"]})
@@ -391,6 +405,24 @@ def run_scaling(args: argparse.Namespace) -> dict:
         left = cl.close()
     t1, t2 = median(one), median(two)
     eff = t1 / (2 * t2)
+    fs, ts1, ts2 = args.fixed_samples, small1[0]["wall_seconds"], small2[0]["wall_seconds"]
+    c1, c2 = (t1 - ts1) / (s - fs), (t2 - ts2) / (s - fs)
+    model = {
+        "fixed_samples": fs,
+        "t1_small_seconds": ts1,
+        "t2_small_seconds": ts2,
+        "marginal_seconds_per_sample_1": c1,
+        "marginal_seconds_per_sample_2": c2,
+        "fixed_seconds_1": ts1 - fs * c1,
+        "fixed_seconds_2": ts2 - fs * c2,
+        "marginal_efficiency": c1 / (2 * c2),
+        "small_runs": small1 + small2,
+        "small_runs_identical": small_identical,
+    }
+    model["projected_efficiency"] = {
+        str(n): (model["fixed_seconds_1"] + n * c1) / (2 * (model["fixed_seconds_2"] + n * c2))
+        for n in (10**6, 10**7)
+    }
     fig = {
         "n": n,
         "d": d,
@@ -408,7 +440,8 @@ def run_scaling(args: argparse.Namespace) -> dict:
         "efficiency": eff,
         "target_efficiency": EFFICIENCY_TARGET,
         "met": eff >= EFFICIENCY_TARGET,
-        "ray_runs_identical": len(ray_digests) == 1,
+        "ray_runs_identical": len(ray_digests) == 1 and small_identical,
+        "model": model,
         "cpu_check": check,
         "processes_left": left,
         "processes_started": cl.started,
@@ -418,8 +451,12 @@ def run_scaling(args: argparse.Namespace) -> dict:
         f"({size(fig['file_bytes'])}) from its column cache, {s:,} samples, "
         f"redund_nn {args.redund_nn}\n"
         f"cluster: two nodes of 1 CPU each, 127.0.0.1 (up in {cl.seconds:.1f} s); "
-        f"cache build {check.get('cache_seconds') or 0:.1f} s (first call, not timed); "
-        f"{args.scaling_repeats} interleaved pair(s) after an untimed warm-up\n"
+        + (
+            f"cache build {check['cache_seconds']:.1f} s (first call, not timed); "
+            if check.get("cache_seconds")
+            else f"cache reused ({cache_dir}); "
+        )
+        + f"{args.scaling_repeats} interleaved pair(s) after an untimed warm-up\n"
     )
     print("| run | wall (s), each | median (s) | us/sample | load avg (min-max) |")
     print("|---|---|---|---|---|")
@@ -433,11 +470,18 @@ def run_scaling(args: argparse.Namespace) -> dict:
         f"[target >= {EFFICIENCY_TARGET:.2f}: {'met' if fig['met'] else 'NOT met'}"
         f"{', smoke size: not judged' if args.smoke else ''}]"
     )
+    print(
+        f"fixed cost and marginal cost (the same pair at {fs:,} samples: {ts1:.2f} s and "
+        f"{ts2:.2f} s): workers=1 {model['fixed_seconds_1']:.1f} s + {c1 * 1e6:.0f} us/sample; "
+        f"workers=2 {model['fixed_seconds_2']:.1f} s + {c2 * 1e6:.0f} us/sample; marginal "
+        f"efficiency c1 / (2 c2) = {model['marginal_efficiency']:.3f}; projected efficiency "
+        + ", ".join(f"{v:.3f} at {sci(int(k))}" for k, v in model["projected_efficiency"].items())
+        + " samples"
+    )
     if args.cpu_check == "full":
         tc = check["cpu"]["wall_seconds"]
         print(
-            f"two 1-CPU workers against one 2-thread process: {t2:.2f} / {tc:.2f} = "
-            f"{t2 / tc:.3f}"
+            f"two 1-CPU workers against one 2-thread process: {t2:.2f} / {tc:.2f} = {t2 / tc:.3f}"
         )
     print(
         f"Ray runs' scores identical to each other: {'yes' if fig['ray_runs_identical'] else 'NO'}"
@@ -474,8 +518,12 @@ def parse() -> argparse.Namespace:
     ap.add_argument(
         "--scaling-samples", type=count, help="scaling: samples per call (default 10^5)"
     )
+    ap.add_argument("--scaling-repeats", type=int, help="scaling: interleaved pairs (default 1)")
     ap.add_argument(
-        "--scaling-repeats", type=int, help="scaling: interleaved pairs (default 1)"
+        "--fixed-samples",
+        type=count,
+        help="scaling: samples of the extra pair that separates the fixed cost per call "
+        "from the cost per sample (default 10^4: every dimension used by each worker)",
     )
     ap.add_argument(
         "--cpu-check",
@@ -494,14 +542,16 @@ def parse() -> argparse.Namespace:
     if not (args.overhead or args.scaling):
         args.overhead = args.scaling = True
     smoke = {"samples": 20_000, "repeats": 1, "rows": 100_000, "scaling_samples": 3_000,
-             "scaling_repeats": 1}  # fmt: skip
+             "scaling_repeats": 1, "fixed_samples": 600}  # fmt: skip
     full = {"samples": 10**6, "repeats": 3, "rows": IMAGENET_ROWS, "scaling_samples": 10**5,
-            "scaling_repeats": 1}  # fmt: skip
+            "scaling_repeats": 1, "fixed_samples": 10**4}  # fmt: skip
     for k, v in (smoke if args.smoke else full).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     if args.repeats < 1 or args.scaling_repeats < 1:
         ap.error("repeats must be >= 1")
+    if not 0 < args.fixed_samples < args.scaling_samples:
+        ap.error("--fixed-samples must be between 1 and --scaling-samples - 1")
     return args
 
 
