@@ -221,10 +221,41 @@ class LoopbackCluster:
 # --- one timed call ------------------------------------------------------------------------------
 
 
+def cpu_seconds() -> dict[int, tuple[str, float]]:
+    """(name, user + system CPU seconds) of this process and every process
+    below it (the cluster's, which Cluster starts as children)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[str, float]] = {}
+    for pid in _descendants(os.getpid()) | {os.getpid()}:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        out[pid] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def cpu_split(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds spent during a call by this process ("driver") and by the
+    other processes alive before and after it, by name. Ray's scoring
+    actor is started and killed by the call, so it is not in either
+    snapshot (an actor not yet gone is left out by name)."""
+    out: dict[str, float] = {}
+    for pid, (name, t) in after.items():
+        if pid not in before or name.startswith("ray::_Worker"):
+            continue
+        key = "driver" if pid == os.getpid() else name
+        out[key] = out.get(key, 0.0) + t - before[pid][1]
+    return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v > 0}
+
+
 def run_call(label: str, path: Path, samples: int, backend: str, **kw: Any) -> dict:
     """One score_report call, timed from the caller's side."""
     progress = Progress(label)
     before = load()
+    cpu_before = cpu_seconds()
     t0 = time.perf_counter()
     try:
         report = zcore_fast.score_report(
@@ -233,6 +264,7 @@ def run_call(label: str, path: Path, samples: int, backend: str, **kw: Any) -> d
     finally:
         progress.close()
     wall = time.perf_counter() - t0
+    cpu = cpu_split(cpu_before, cpu_seconds())
     out = {
         "label": label,
         "backend": backend,
@@ -244,10 +276,13 @@ def run_call(label: str, path: Path, samples: int, backend: str, **kw: Any) -> d
         "convergence": report.convergence,
         "parameters": {k: v for k, v in report.parameters.items() if k != "ray_address"},
         "load_average": [before, load()],
+        "cpu_seconds": cpu,
     }
+    others = sum(v for k, v in cpu.items() if k != "driver")
     log(
         f"{label}: {wall:.2f} s wall ({report.seconds:.2f} s scoring), "
-        f"load {before:.2f} -> {out['load_average'][1]:.2f}"
+        f"load {before:.2f} -> {out['load_average'][1]:.2f}; CPU s: driver "
+        f"{cpu.get('driver', 0.0):.1f}, other cluster processes {others:.1f}"
     )
     return out
 
@@ -274,6 +309,11 @@ def median(calls: list[dict], key: str = "wall_seconds") -> float:
 
 def walls(calls: list[dict]) -> str:
     return ", ".join(f"{c['wall_seconds']:.2f}" for c in calls)
+
+
+def cpu_of(calls: list[dict], driver: bool) -> str:
+    vals = [sum(v for k, v in c["cpu_seconds"].items() if (k == "driver") == driver) for c in calls]
+    return ", ".join(f"{v:.1f}" for v in vals)
 
 
 def loads(calls: list[dict]) -> str:
@@ -336,10 +376,21 @@ def run_overhead(args: argparse.Namespace) -> dict:
         f"ray = backend='ray', workers=1 (one actor, 2 CPUs); cpu = backend='cpu', threads=2, "
         f"this process; {args.repeats} interleaved pairs after an untimed warm-up of each\n"
     )
-    print("| backend | wall (s), each | median (s) | us/sample | load avg (min-max) |")
-    print("|---|---|---|---|---|")
+    print(
+        "| backend | wall (s), each | median (s) | us/sample | load avg (min-max) "
+        "| driver CPU s | other cluster processes' CPU s |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for name, calls, t in (("cpu, threads=2", cpu, t_cpu), ("ray, workers=1", ray_, t_ray)):
-        print(f"| {name} | {walls(calls)} | {t:.2f} | {t / s * 1e6:.1f} | {loads(calls)} |")
+        print(
+            f"| {name} | {walls(calls)} | {t:.2f} | {t / s * 1e6:.1f} | {loads(calls)} "
+            f"| {cpu_of(calls, True)} | {cpu_of(calls, False)} |"
+        )
+    print(
+        "\n(CPU seconds during each call; the Ray actor that scores is started and killed by "
+        "the call and not counted; 'driver' is this process, which scores itself with "
+        "backend='cpu')"
+    )
     print(
         f"\nray / cpu = {fig['ratio']:.3f} ({fig['overhead_seconds']:+.2f} s per call) "
         f"[target <= {OVERHEAD_TARGET:.2f}: {'met' if fig['met'] else 'NOT met'}"
