@@ -4,14 +4,17 @@ Also the specific hostile records the targets were written against."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from zcore_fast.cache.entries import parse_header, parse_sidecar
+from zcore_fast.cache.entries import SourceStat, parse_sidecar
 from zcore_fast.embedding.state import Progress, config_mismatch, parse_json_object
+from zcore_fast.npyfile import SizeMismatchError, parse_header
 
 FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
 TARGETS = ["npy_header", "cache_sidecar", "embed_records"]
@@ -78,23 +81,46 @@ def _header(dict_text: str) -> bytes:
     [
         "{'descr': '<f4', 'fortran_order': False, 'shape': (2.5, 3)}",
         "{'descr': '<f4', 'fortran_order': False, 'shape': (-2, 3)}",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (True, 3)}",
         "{'descr': '<f4', 'fortran_order': 'no', 'shape': (2, 3)}",
         "{'descr': '<f4', 'fortran_order': False, 'shape': 6}",
         "{'descr': 7, 'fortran_order': False, 'shape': (2, 3)}",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'extra': 1}",
         "[1, 2]",
         "(" * 300 + ")" * 300,
         "{'descr': '<f4', 'fortran_order': False}",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3)",  # cut off
     ],
 )
 def test_npy_header_refuses_malformed_fields(dict_text: str) -> None:
-    with pytest.raises(ValueError, match=r"^x\.npy: unreadable \.npy header"):
+    with pytest.raises(ValueError, match=r"^x\.npy: not an \.npy file \(.*\); save it with"):
         parse_header(_header(dict_text), "x.npy")
 
 
 def test_npy_header_refuses_absurd_length() -> None:
     lead = b"\x93NUMPY\x02\x00" + (1 << 30).to_bytes(4, "little") + b"{"
-    with pytest.raises(ValueError, match="header too long"):
+    with pytest.raises(ValueError, match=r"\(a header of 1,073,741,824 bytes\)"):
         parse_header(lead, "x.npy")
+
+
+def test_npy_header_refuses_a_shape_whose_size_overflows() -> None:
+    text = "{'descr': '<f8', 'fortran_order': False, 'shape': (1 << 40, 1 << 40)}"
+    with pytest.raises(SizeMismatchError, match="too large to exist"):
+        parse_header(_header(text.replace("1 << 40", str(1 << 40))), "x.npy")
+
+
+def test_one_parser_for_numpy_readers_and_the_cache(tmp_path: Path) -> None:
+    """The column cache keys entries by the header bytes the shared parser
+    returns, and refuses what the NumPy readers refuse."""
+    good = tmp_path / "good.npy"
+    np.save(good, np.zeros((3, 2), np.float32))
+    stat, header = SourceStat.of(str(good))
+    assert header.raw == good.read_bytes()[: header.offset] and header.shape == (3, 2)
+    assert stat.header_sha256 == hashlib.sha256(header.raw).hexdigest()
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(good.read_bytes()[:-4])
+    with pytest.raises(SizeMismatchError, match="file is truncated"):
+        SourceStat.of(str(cut))
 
 
 CONFIG = {"source": {"sha256": "a", "count": 1}, "models": [{"model": "m", "dim": 2}]}

@@ -24,6 +24,8 @@ MAGIC = b"\x93NUMPY"
 #: Headers longer than this are refused before they are read (NumPy's own
 #: limit for files it does not trust; numpy.save writes under 200 bytes).
 MAX_HEADER = 10_000
+#: Magic, version and header length: at most 12 bytes.
+_PREFIX_MAX = 12
 #: The largest byte size an array can have (isize::MAX, as in the engine).
 _MAX_BYTES = (1 << 63) - 1
 
@@ -42,8 +44,12 @@ class NpyHeader:
     fortran_order: bool
     #: Where the data starts.
     offset: int
-    #: Bytes of data the header promises.
+    #: Bytes of data the header promises (for an object dtype, whose data is
+    #: a pickle of any length: the bytes after the header).
     nbytes: int
+    #: The header as stored, magic bytes up to the data (the column cache
+    #: keys its entries by its hash).
+    raw: bytes
 
 
 def read_header(path: str, name: str | None = None, what: str = "it") -> NpyHeader:
@@ -63,45 +69,60 @@ def read_header(path: str, name: str | None = None, what: str = "it") -> NpyHead
         raise ValueError(f"{name} is a directory, not an .npy file")
     try:
         with open(path, "rb") as handle:
-            lead = handle.read(12)
+            # Never more than the longest header allowed: an absurd length
+            # field is refused, not read.
+            lead = handle.read(_PREFIX_MAX + MAX_HEADER)
             size = os.fstat(handle.fileno()).st_size
-            if len(lead) < 10 or not lead.startswith(MAGIC):
-                raise ValueError(_bad(name, "wrong magic bytes", what))
-            major = lead[6]
-            if major == 1:
-                (length,), start = struct.unpack("<H", lead[8:10]), 10
-            elif major in (2, 3):
-                if len(lead) < 12:
-                    raise ValueError(_bad(name, "truncated header", what))
-                (length,), start = struct.unpack("<I", lead[8:12]), 12
-            else:
-                raise ValueError(_bad(name, f"unsupported format version {major}", what))
-            if length > MAX_HEADER:
-                raise ValueError(_bad(name, f"a header of {length:,} bytes", what))
-            handle.seek(start)
-            text = handle.read(length)
     except OSError as e:
         raise ValueError(
             f"{name}: cannot be read ({e.strerror or e}); check the file and its permissions"
         ) from None
+    header = parse_header(lead, name, what, size=size)
+    if not header.dtype.hasobject and size - header.offset < header.nbytes:
+        raise SizeMismatchError(
+            f"{name}: file is truncated: header promises {header.nbytes} bytes of data, file "
+            f"holds {max(0, size - header.offset)}; re-create the file"
+        )
+    return header
+
+
+def parse_header(lead: bytes, name: str, what: str = "it", size: int | None = None) -> NpyHeader:
+    """The header at the start of `lead`, a .npy file's first bytes (at
+    least up to its data, or the whole file when shorter); `size` is the
+    file's size (default len(lead)). The one .npy header parser on the
+    Python side: the bytes come from files nobody vouches for, so every
+    field is checked, and anything but a well-formed header with a shape
+    whose byte size fits in 63 bits is a ValueError naming `name`; no other
+    exception escapes (fuzzed: fuzz/python/npy_header.py)."""
+    size = len(lead) if size is None else size
+    if len(lead) < 10 or not lead.startswith(MAGIC):
+        raise ValueError(_bad(name, "wrong magic bytes", what))
+    major = lead[6]
+    if major == 1:
+        (length,), start = struct.unpack("<H", lead[8:10]), 10
+    elif major in (2, 3):
+        if len(lead) < 12:
+            raise ValueError(_bad(name, "truncated header", what))
+        (length,), start = struct.unpack("<I", lead[8:12]), 12
+    else:
+        raise ValueError(_bad(name, f"unsupported format version {major}", what))
+    if length > MAX_HEADER:
+        raise ValueError(_bad(name, f"a header of {length:,} bytes", what))
+    text = lead[start : start + length]
     if len(text) < length:
         raise ValueError(_bad(name, "truncated header", what))
     shape, dtype, fortran = _parse(text, major, name, what)
     offset = start + length
+    raw = lead[:offset]
     if dtype.hasobject:  # the data is a pickle of any length; `open_npy` refuses it
-        return NpyHeader(shape, dtype, fortran, offset, max(0, size - offset))
+        return NpyHeader(shape, dtype, fortran, offset, max(0, size - offset), raw)
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > _MAX_BYTES:
         raise SizeMismatchError(
             f"{name}: header shape {list(shape)} is too large to exist (its byte size "
             "overflows); the file is corrupt: re-create it"
         )
-    if size - offset < nbytes:
-        raise SizeMismatchError(
-            f"{name}: file is truncated: header promises {nbytes} bytes of data, file holds "
-            f"{max(0, size - offset)}; re-create the file"
-        )
-    return NpyHeader(shape, dtype, fortran, offset, nbytes)
+    return NpyHeader(shape, dtype, fortran, offset, nbytes, raw)
 
 
 def open_npy(path: str, name: str | None = None, what: str = "it") -> np.ndarray:

@@ -10,11 +10,9 @@ and the sha256 of its .npy header, so a changed source gets a new key.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
-import struct
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -24,83 +22,11 @@ from typing import Any
 import numpy as np
 
 from zcore_fast.io import atomic_write
+from zcore_fast.npyfile import NpyHeader, read_header
 
 #: Bumped when the cache layout changes, so old entries are never read.
 FORMAT = 1
 PREFIX = "columns-"
-_MAGIC = b"\x93NUMPY"
-#: Headers longer than this are refused (numpy itself refuses more than
-#: 10,000 bytes unless told otherwise; ours are under 200).
-_MAX_HEADER = 1 << 16
-#: Magic, version and header length: at most 12 bytes.
-_PREFIX_MAX = 12
-
-
-@dataclass(frozen=True)
-class NpyHeader:
-    """The parts of a .npy header the cache needs."""
-
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    fortran_order: bool
-    #: Bytes before the data: magic, version, length and header dict.
-    data_offset: int
-
-
-def read_header(path: str | Path) -> tuple[NpyHeader, bytes]:
-    """The header of the .npy file at `path` and its raw bytes (magic up to
-    the data). Raises ValueError for a file that is not a .npy."""
-    with open(path, "rb") as f:
-        lead = f.read(_PREFIX_MAX + _MAX_HEADER)
-    return parse_header(lead, str(path))
-
-
-def parse_header(lead: bytes, name: str) -> tuple[NpyHeader, bytes]:
-    """The header at the start of `lead` (a .npy file's first bytes, at
-    least up to its data) and its raw bytes. Raises ValueError, naming
-    `name`, for anything that is not a well-formed .npy header (any shape):
-    the bytes come from files nobody vouches for, so every field is checked
-    here and no other exception escapes (fuzzed: fuzz/python)."""
-    if len(lead) < 10 or not lead.startswith(_MAGIC):
-        raise ValueError(f"{name}: not a .npy file")
-    major = lead[6]
-    if major == 1:
-        (length,), start = struct.unpack("<H", lead[8:10]), 10
-    elif major in (2, 3) and len(lead) >= 12:
-        (length,), start = struct.unpack("<I", lead[8:12]), 12
-    else:
-        raise ValueError(f"{name}: unsupported .npy format version {major}")
-    if length > _MAX_HEADER:
-        raise ValueError(f"{name}: .npy header too long ({length:,} bytes)")
-    text = lead[start : start + length]
-    if len(text) != length:
-        raise ValueError(f"{name}: truncated .npy header")
-    try:
-        fields = ast.literal_eval(text.decode("utf8" if major == 3 else "latin1"))
-        if not isinstance(fields, dict):
-            raise TypeError("not a dict")
-        shape = fields["shape"]
-        if not isinstance(shape, tuple) or not all(
-            type(n) is int and n >= 0 for n in shape  # type(): a bool is not a size
-        ):
-            raise TypeError(f"shape {shape!r}")
-        header = NpyHeader(
-            shape=shape,
-            dtype=np.lib.format.descr_to_dtype(fields["descr"]),
-            fortran_order=_strict_bool(fields["fortran_order"]),
-            data_offset=start + length,
-        )
-    # RecursionError and MemoryError: literal_eval on nested or huge
-    # literals; the header cap keeps the latter theoretical.
-    except (SyntaxError, ValueError, KeyError, TypeError, RecursionError, MemoryError) as e:
-        raise ValueError(f"{name}: unreadable .npy header ({type(e).__name__}: {e})") from None
-    return header, lead[:start] + text
-
-
-def _strict_bool(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"fortran_order {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -118,9 +44,9 @@ class SourceStat:
         """The stat of the .npy at `path` and its header. Raises OSError or
         ValueError for a missing or non-.npy file."""
         real = os.path.realpath(path)
-        header, raw = read_header(real)
+        header = read_header(real)
         st = os.stat(real)
-        digest = hashlib.sha256(raw).hexdigest()
+        digest = hashlib.sha256(header.raw).hexdigest()
         return cls(real, st.st_size, st.st_mtime_ns, st.st_ino, digest), header
 
     def change(self) -> str | None:
@@ -258,7 +184,7 @@ def npy_complete(path: Path, shape: tuple[int, int], dtype: str) -> bool:
     """Whether `path` is a Fortran-order `shape` .npy of `dtype` whose size
     is its header plus every value (a truncated copy is never used)."""
     try:
-        header, _ = read_header(path)
+        header = read_header(str(path))
         size = path.stat().st_size
     except (OSError, ValueError):
         return False
@@ -268,5 +194,5 @@ def npy_complete(path: Path, shape: tuple[int, int], dtype: str) -> bool:
         # One column (or row) is the same bytes in either order.
         and (header.fortran_order or 1 in shape)
         and header.dtype == want
-        and size == header.data_offset + shape[0] * shape[1] * want.itemsize
+        and size == header.offset + shape[0] * shape[1] * want.itemsize
     )
