@@ -50,10 +50,16 @@ class Case:
     #: "engine", just before the Rust engine maps it; "rows", when a NumPy
     #: method first reads a block of it.
     truncate: tuple[str, str] | None = None
+    #: Environment variables set for the run.
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def _c(command: str, needs: tuple[str, ...] = (), truncate: tuple[str, str] | None = None) -> Case:
     return Case(tuple(shlex.split(command)), needs, truncate)
+
+
+def _env(command: str, **env: str) -> Case:
+    return Case(tuple(shlex.split(command)), env=tuple(env.items()))
 
 
 def _sel(args: str) -> Case:
@@ -128,6 +134,9 @@ CASES: dict[str, Case] = {
     "select-output-is-input": _c(f"select good.npy --budget 5 -o good.npy {Z}"),
     "select-output-folder-missing": _c(f"select good.npy --budget 5 -o nowhere/out.npy {Z}"),
     "select-cache-dir-is-file": _sel("good.npy --budget 5 --cache always --cache-dir a_file"),
+    "select-cache-env-is-file": _env(
+        f"select good.npy --budget 5 -o out.npy {Z} --cache always", ZCORE_FAST_CACHE_DIR="a_file"
+    ),
     "select-no-input": _c(f"select --budget 5 -o out.npy {Z}"),
     # score
     "score-output-suffix": _c(f"score good.npy -o scores.csv {Z}"),
@@ -137,10 +146,14 @@ CASES: dict[str, Case] = {
     "score-sample-dim-above-d": _c(f"score good.npy -o s.npy {Z} --sample-dim 9"),
     "score-backend-unknown": _c(f"score good.npy -o s.npy {Z} --backend tpu"),
     "score-rows-differ": _c(f"score good.npy short.npy -o s.npy {Z}"),
+    "score-cache-dir-under-file": _c(
+        f"score good.npy -o s.npy {Z} --cache always --cache-dir a_file/sub"
+    ),
     # cache
     "cache-stale-with-show": _c("cache show --stale --cache-dir cache"),
     "cache-unknown-action": _c("cache list --cache-dir cache"),
     "cache-dir-is-file": _c("cache --cache-dir a_file"),
+    "cache-env-is-file": _env("cache show", ZCORE_FAST_CACHE_DIR="a_file"),
     # evaluate: labels
     "evaluate-labels-float": _c(f"evaluate good.npy --labels labels_float.npy {EV}"),
     "evaluate-labels-2d": _c(f"evaluate good.npy --labels labels_2d.npy {EV}"),
@@ -347,12 +360,19 @@ def run_case(case: Case, root: Path) -> tuple[int, str]:
         return proc.returncode, proc.stderr
     err = io.StringIO()
     cwd = os.getcwd()
+    saved = {name: os.environ.get(name) for name, _ in case.env}
     os.chdir(root)
+    os.environ.update(case.env)
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             status = main(list(case.argv))
     finally:
         os.chdir(cwd)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return status, err.getvalue()
 
 

@@ -26,8 +26,16 @@ import numpy as np
 
 from zcore_fast import _native
 from zcore_fast.cache.admin import remove_entry, scan
-from zcore_fast.cache.entries import Entry, SourceStat, entry_for, matches, write_sidecar
+from zcore_fast.cache.entries import (
+    Entry,
+    SourceStat,
+    entry_for,
+    matches,
+    sidecar_text,
+    write_sidecar,
+)
 from zcore_fast.cache.lock import hold, remove_held
+from zcore_fast.cache.writer import npy_header
 from zcore_fast.io import Embeddings, PathLike, as_sources
 from zcore_fast.threads import available_threads
 
@@ -39,7 +47,8 @@ CACHE_MODES: tuple[Mode, ...] = ("auto", "always", "never")
 #: "auto" caches when the in-memory float32 copy would exceed this: below
 #: it, transposing in RAM is cheap and leaves nothing on disk.
 AUTO_BYTES = 1 << 30
-#: Free space kept beyond the data (header, sidecar, file-system slack).
+#: Free space kept beyond what a build writes (file-system slack: blocks
+#: of the copy, the sidecar and the lock file rounded up).
 DISK_MARGIN = 64 << 10
 #: Times an entry is rebuilt when `zcore-fast cache clear` removes it
 #: between its build and its use, before giving up.
@@ -63,6 +72,39 @@ def default_cache_dir() -> Path:
 def cache_dir_or_default(cache_dir: PathLike | None) -> Path:
     """`cache_dir` as a Path, or the default."""
     return default_cache_dir() if cache_dir is None else Path(os.fspath(cache_dir)).expanduser()
+
+
+def check_cache_dir(directory: Path, cache_dir: PathLike | None, *, create: bool) -> None:
+    """Refuses a cache directory that is a file, or (with `create`) that
+    cannot be created, in one line that says where the directory came
+    from (`cache_dir`, $ZCORE_FAST_CACHE_DIR or the default) and what to
+    do; without this the user gets "[Errno 17] File exists" from deep in
+    a build. Raises NotADirectoryError, or the OSError of mkdir reworded."""
+    if cache_dir is not None:
+        origin = "given as --cache-dir / cache_dir="
+        fix = "give a directory (it is created if missing)"
+    elif os.environ.get("ZCORE_FAST_CACHE_DIR"):
+        origin = "from $ZCORE_FAST_CACHE_DIR"
+        fix = "set ZCORE_FAST_CACHE_DIR to a directory (it is created if missing)"
+    else:
+        origin = "the default"
+        fix = "set ZCORE_FAST_CACHE_DIR or pass --cache-dir (API: cache_dir=) to use another"
+    fix += ", or pass --cache never (API: cache=False)"
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(
+            f"column cache directory {directory} ({origin}) is a file, not a directory; {fix}"
+        )
+    if not create:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        err = type(e)(
+            f"column cache directory {directory} ({origin}) cannot be created: "
+            f"{e.strerror or e}; {fix}"
+        )
+        err.errno = e.errno
+        raise err from None
 
 
 @dataclass(frozen=True)
@@ -135,6 +177,8 @@ def prepare(
         ZCoreError: too little free disk space for the cache (before any
             file is written).
         ValueError: a bad `cache`, or a source that changed during the build.
+        NotADirectoryError: the cache directory is a file; OSError: it
+            cannot be created (both say which directory and what to do).
     """
     items = as_sources(sources)
     with cached(items, cache=cache, cache_dir=cache_dir, threads=threads, progress=progress) as p:
@@ -157,6 +201,7 @@ def cached(
     if plan is None:
         yield Prepared(list(sources))
         return
+    check_cache_dir(plan.entry.directory, cache_dir, create=True)
     with _use(plan, threads, progress) as prepared:
         yield prepared
 
@@ -178,6 +223,7 @@ def cached_copy(
     plan = _Plan(
         entry_for(cache_dir_or_default(cache_dir), stats, dtype), tuple(stats), shape, dtype, write
     )
+    check_cache_dir(plan.entry.directory, cache_dir, create=True)
     with _use(plan, threads, progress) as prepared:
         yield prepared
 
@@ -185,11 +231,11 @@ def cached_copy(
 @contextmanager
 def _use(plan: _Plan, threads: int | None, progress: ProgressFn | None) -> Iterator[Prepared]:
     """Yields `plan`'s entry, built first when missing or stale, its lock
-    held shared while the caller uses it."""
+    held shared while the caller uses it. The directory exists
+    (`check_cache_dir`)."""
     if threads is None:
         threads = available_threads()
     entry = plan.entry
-    entry.directory.mkdir(parents=True, exist_ok=True)
     seconds, built = 0.0, False
     for _ in range(_ATTEMPTS):
         with hold(entry.lock, shared=True):
@@ -287,8 +333,10 @@ def _remove_orphans(entry: Entry) -> None:
 
 
 def _check_space(directory: Path, plan: _Plan) -> None:
-    """Refuses, before anything is written, a build the disk cannot hold."""
-    need = plan.shape[0] * plan.shape[1] * np.dtype(plan.dtype).itemsize + DISK_MARGIN
+    """Refuses, before anything is written, a build the disk cannot hold:
+    everything the build writes (the copy with its header, and the sidecar,
+    which grows with the number of sources) plus DISK_MARGIN."""
+    need = build_bytes(plan.stats, plan.shape, plan.dtype) + DISK_MARGIN
     free = shutil.disk_usage(directory).free
     if free < need:
         raise _native.ZCoreError(
@@ -296,6 +344,12 @@ def _check_space(directory: Path, plan: _Plan) -> None:
             f"{free:,} free; pass --cache-dir on a bigger disk (API: cache_dir=) or "
             "--cache never (API: cache=False)"
         )
+
+
+def build_bytes(stats: Sequence[SourceStat], shape: tuple[int, int], dtype: str) -> int:
+    """The bytes a build of `stats` as a `shape` copy of `dtype` writes."""
+    copy = len(npy_header(shape, np.dtype(dtype))) + shape[0] * shape[1] * np.dtype(dtype).itemsize
+    return copy + len(sidecar_text(stats, shape, dtype, copy).encode())
 
 
 def _remove_replaced(plan: _Plan) -> None:
@@ -329,8 +383,10 @@ __all__ = [
     "CacheMode",
     "Mode",
     "Prepared",
+    "build_bytes",
     "cached",
     "cached_copy",
+    "check_cache_dir",
     "check_mode",
     "default_cache_dir",
     "prepare",

@@ -105,17 +105,27 @@ def write_sidecar(
     entry: Entry, sources: Sequence[SourceStat], shape: tuple[int, int], dtype: str
 ) -> None:
     """Records the sources of a built entry, atomically."""
+    text = sidecar_text(sources, shape, dtype, entry.npy.stat().st_size)
+    with atomic_write(entry.sidecar, "w", size=len(text.encode())) as handle:
+        handle.write(text)
+
+
+def sidecar_text(
+    sources: Sequence[SourceStat], shape: tuple[int, int], dtype: str, nbytes: int
+) -> str:
+    """The sidecar of an entry of `nbytes` bytes (also how the free-space
+    check before a build learns its size: with thousands of shards as
+    sources it is megabytes)."""
     record = {
         "format": FORMAT,
         "sources": [asdict(s) for s in sources],
         "rows": shape[0],
         "cols": shape[1],
         "dtype": dtype,
-        "bytes": entry.npy.stat().st_size,
+        "bytes": nbytes,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    with atomic_write(entry.sidecar, "w") as handle:
-        json.dump(record, handle, indent=1)
+    return json.dumps(record, indent=1)
 
 
 def read_sidecar(entry: Entry) -> dict[str, Any] | None:

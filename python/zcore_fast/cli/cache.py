@@ -16,6 +16,7 @@ from typing import Any
 
 from zcore_fast.cache import CACHE_MODES, cache_dir_or_default
 from zcore_fast.cache.admin import TEMP_MAX_AGE, Cleared, Listing, clear, scan
+from zcore_fast.cache.build import check_cache_dir as check_directory
 from zcore_fast.cli.usage import UsageError
 
 _DIR_HELP = (
@@ -75,6 +76,8 @@ def run_cache_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
             raise UsageError("--stale applies to `cache clear`")
         check_cache_dir(args.cache_dir)
         directory = cache_dir_or_default(args.cache_dir)
+        # $ZCORE_FAST_CACHE_DIR naming a file: one line, not "[Errno 20]".
+        check_directory(directory, args.cache_dir, create=False)
         if args.action == "show":
             listing = scan(directory)
             print(json.dumps(_listing_json(listing)) if args.json else _show(listing))
