@@ -173,6 +173,10 @@ class LoopbackCluster:
         self.ray = ray
         self.before = _descendants(os.getpid())
         self.temp = tempfile.mkdtemp(prefix="zrb-", dir="/tmp")
+        # Ray writes the address file to $RAY_TMPDIR/ray whatever temp_dir
+        # says; /tmp/ray need not exist (tests/test_ray.py's fixture).
+        os.makedirs(os.path.join(self.temp, "ray"))
+        os.environ["RAY_TMPDIR"] = self.temp
         start = time.perf_counter()
         self.cluster = Cluster(
             initialize_head=True,

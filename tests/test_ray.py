@@ -6,8 +6,10 @@ in one process; cancellation that stops the remote work."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,11 +35,19 @@ FAST = {"n_sample": 3_000, "redund_nn": 25}
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory):
+def cluster():
     """A head and a second node, 2 logical CPUs each, on 127.0.0.1 only
     (DESIGN.md section 10), with small object stores and no dashboard; every
     process stopped afterwards."""
     store = 80 * 1024 * 1024
+    # Ray writes the cluster's address to $RAY_TMPDIR/ray (default /tmp/ray,
+    # which a fresh machine lacks) whatever temp_dir says: keep that in a
+    # directory of the test's own, short because Ray's socket paths live
+    # under it and a Unix socket path has at most 107 bytes.
+    temp = tempfile.mkdtemp(prefix="zrt-", dir="/tmp")
+    os.makedirs(os.path.join(temp, "ray"))
+    old_tmpdir = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = temp
     c = Cluster(
         initialize_head=True,
         head_node_args={
@@ -45,7 +55,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
             "node_ip_address": "127.0.0.1",
             "include_dashboard": False,
             "object_store_memory": store,
-            "temp_dir": str(tmp_path_factory.mktemp("ray")),
+            "temp_dir": temp,
         },
     )
     try:
@@ -56,6 +66,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     finally:
         ray.shutdown()
         c.shutdown()
+        if old_tmpdir is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = old_tmpdir
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _non_loopback_listeners() -> list[str]:
@@ -158,7 +173,13 @@ def _worker_pids() -> list[int]:
 
 def test_killed_worker_is_replaced_and_scores_unchanged(cluster) -> None:
     x = pool(6, n=20_000, d=16)
-    params = {"n_sample": 40_000, "redund_nn": 200, "seed": 1}
+    params: dict = {"redund_nn": 200, "seed": 1}
+    # Long enough for a kill mid-run on any machine: about 4 s of local
+    # scoring, measured on a short run first.
+    start = time.perf_counter()
+    zcore_fast.score(x, n_sample=5_000, **params)
+    per_sample = (time.perf_counter() - start) / 5_000
+    params["n_sample"] = int(min(2_000_000, max(40_000, 4.0 / per_sample)))
     want = zcore_fast.score(x, **params)
     killed: list[int] = []
 

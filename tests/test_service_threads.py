@@ -430,45 +430,76 @@ def test_cancel_on_is_per_thread_and_an_event_already_set_stops_at_once(
     assert _native.CANCEL_EVENT.get() is None  # the scope ended with the with
 
 
-def _blas_counts() -> list[tuple[str, int]]:
+def _blas_counts(per_thread: bool = False) -> list[tuple[str, int]]:
+    """(path, threads) of the BLAS libraries loaded whose count is the
+    process's (or, `per_thread`, the calling thread's: faiss's OpenMP
+    OpenBLAS), as seen from the calling thread."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     return sorted(
         (info["filepath"], info["num_threads"])
         for info in threadpoolctl.threadpool_info()
         if info["user_api"] == "blas"
+        and (info.get("threading_layer") == "openmp") == per_thread
     )
 
 
-def test_overlapping_blas_caps_leave_the_process_as_found() -> None:
+def _overlap(read: Callable[[], object]) -> dict[str, tuple[object, object, object]]:
     """The interleaving that broke threadpoolctl's save/set/restore: A caps
-    at 1, B caps at 2, A leaves, B leaves. The count is the smallest cap in
-    force meanwhile and the original after both."""
-    before = _blas_counts()
+    at 1, B caps at 2, A leaves, B leaves. Per thread, `read()` before its
+    cap, inside it (A's while both are in force, B's with only its own)
+    and after it, each read in that thread."""
     a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
-    seen: list[list[tuple[str, int]]] = []
+    seen: dict[str, tuple[object, object, object]] = {}
 
     def a() -> None:
+        before = read()
         with blas_threads(1):
             a_in.set()
             b_in.wait()
-            seen.append(_blas_counts())
+            during = read()
         a_out.set()
+        seen["a"] = (before, during, read())
 
     def b() -> None:
         a_in.wait()
+        before = read()
         with blas_threads(2):
             b_in.set()
             a_out.wait()
-            seen.append(_blas_counts())
+            during = read()
+        seen["b"] = (before, during, read())
 
     threads = [threading.Thread(target=a), threading.Thread(target=b)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert all(n == 1 for path, n in seen[0])  # both in force: the smaller
-    assert all(n == 2 for path, n in seen[1])  # only B's left
+    return seen
+
+
+def test_overlapping_blas_caps_leave_the_process_as_found() -> None:
+    """A process-wide count is the smallest cap in force, and the original
+    after both calls."""
+    before = _blas_counts()
+    seen = _overlap(_blas_counts)
+    assert all(n == 1 for path, n in seen["a"][1])  # type: ignore[attr-defined]
+    assert all(n == 2 for path, n in seen["b"][1])  # type: ignore[attr-defined]
     assert _blas_counts() == before
+
+
+def test_per_thread_blas_is_capped_in_the_calling_thread() -> None:
+    """faiss-cpu's OpenBLAS keeps its count per thread (OpenMP's setting):
+    each call's cap applies in its own thread, and each thread gets its own
+    count back (a process-wide save and restore from the last thread out
+    left the first thread capped for good)."""
+    pytest.importorskip("faiss")  # brings the OpenMP OpenBLAS
+    if not _blas_counts(per_thread=True):
+        pytest.skip("no per-thread BLAS library loaded")
+    seen = _overlap(lambda: _blas_counts(per_thread=True))
+    for name, cap in (("a", 1), ("b", 2)):
+        before, during, after = seen[name]
+        assert all(n == cap for path, n in during), (name, during)  # type: ignore[attr-defined]
+        assert after == before, name
 
 
 def test_shared_cap_counts_nested_and_overlapping_caps() -> None:

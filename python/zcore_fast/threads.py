@@ -81,31 +81,76 @@ class SharedCap:
             return tuple(self._caps)
 
 
-def _blas_controllers() -> list[object]:
+def _blas_controllers(per_thread: bool) -> list[object]:
     """threadpoolctl's controller of every BLAS library loaded (faiss and
-    NumPy may each bring an OpenBLAS), or [] without threadpoolctl."""
+    NumPy may each bring an OpenBLAS) whose thread count is per calling
+    thread (`per_thread`) or the whole process's, or [] without threadpoolctl.
+
+    An OpenBLAS built on OpenMP (faiss-cpu's) keeps its count in OpenMP's
+    per-thread setting: set from one thread, it changes nothing in another.
+    """
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # optional: without it, BLAS follows OMP_NUM_THREADS
         return []
-    return list(ThreadpoolController().select(user_api="blas").lib_controllers)
+    return [
+        lib
+        for lib in ThreadpoolController().select(user_api="blas").lib_controllers
+        if (getattr(lib, "threading_layer", None) == "openmp") == per_thread
+    ]
 
 
 def _set_blas(threads: int, originals: dict[str, int]) -> None:
-    for lib in _blas_controllers():
+    for lib in _blas_controllers(per_thread=False):
         path = lib.filepath  # type: ignore[attr-defined]
         originals.setdefault(path, lib.num_threads)  # type: ignore[attr-defined]
         lib.set_num_threads(threads)  # type: ignore[attr-defined]
 
 
 def _restore_blas(originals: dict[str, int]) -> None:
-    for lib in _blas_controllers():
+    for lib in _blas_controllers(per_thread=False):
         path = lib.filepath  # type: ignore[attr-defined]
         if path in originals:
             lib.set_num_threads(originals[path])  # type: ignore[attr-defined]
 
 
-#: The cap on every BLAS library's threads: `with blas_threads(2): ...`
-#: (needs threadpoolctl, optional; without it a no-op). Safe from several
-#: threads at once; see `SharedCap`.
-blas_threads = SharedCap(_set_blas, _restore_blas)
+_process_blas = SharedCap(_set_blas, _restore_blas)
+
+
+@contextmanager
+def _calling_thread_blas(threads: int | None) -> Iterator[None]:
+    """Caps the per-thread BLAS libraries in this thread only, and puts this
+    thread's counts back after: per-thread state cannot interleave across
+    calls, so a plain save and restore is right here."""
+    libs = [] if threads is None else _blas_controllers(per_thread=True)
+    saved = [(lib, lib.num_threads) for lib in libs]  # type: ignore[attr-defined]
+    for lib, _ in saved:
+        lib.set_num_threads(threads)  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        for lib, count in saved:
+            lib.set_num_threads(count)  # type: ignore[attr-defined]
+
+
+class _BlasCap:
+    """`blas_threads`: caps every BLAS library's threads while inside."""
+
+    @contextmanager
+    def __call__(self, threads: int | None) -> Iterator[None]:
+        """Caps every BLAS library's threads at `threads` (None: no cap)
+        while inside; needs threadpoolctl (optional; without it a no-op).
+        Safe from several threads at once: libraries with one count per
+        process share it through `SharedCap`, those with one per thread are
+        capped in the calling thread, where the call's BLAS work runs."""
+        with _process_blas(threads), _calling_thread_blas(threads):
+            yield
+
+    @property
+    def active(self) -> tuple[int, ...]:
+        """The process-wide caps in force now (for tests and diagnostics)."""
+        return _process_blas.active
+
+
+#: The cap on every BLAS library's threads: `with blas_threads(2): ...`.
+blas_threads = _BlasCap()
