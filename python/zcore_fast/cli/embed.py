@@ -99,6 +99,14 @@ def add_embed_command(sub: Any) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of -o")
     p.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between progress records: a kill -9 loses at most this much work "
+        "(default 10; Ctrl-C and errors lose none)",
+    )
+    p.add_argument(
         "--strict", action="store_true", help="fail on an unreadable image, don't skip it"
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
@@ -144,6 +152,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     for flag, value, low in (("--batch-size", args.batch_size, 1), ("--workers", args.workers, 0)):
         if value is not None and value < low:
             raise UsageError(f"{flag} must be >= {low}, got {value}")
+    if not args.checkpoint_every > 0:  # NaN included
+        raise UsageError(f"--checkpoint-every must be > 0 seconds, got {args.checkpoint_every}")
     # Factories named on the command line may live in the current folder, as
     # with `python -m`; a console script does not put it on sys.path.
     if os.getcwd() not in sys.path and "" not in sys.path:
@@ -164,6 +174,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             resume=args.resume,
             strict=args.strict,
             progress=bar.update,
+            checkpoint_every=args.checkpoint_every,
         )
     return {
         "outputs": [str(p) for p in result.outputs],

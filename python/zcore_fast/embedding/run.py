@@ -162,7 +162,12 @@ def embed(
             "device": dev.type,
             "batch_size": batch,
         }
-        finished = completed(outputs, config) if resume else None
+        # An interrupted run's record wins over finished outputs: they may be
+        # an earlier run's, which the interrupted one is replacing (its record
+        # is then the only one that says how far it got), or its own, renamed
+        # into place just before a kill took the record's removal with it.
+        interrupted = progress_path(out).exists()
+        finished = completed(outputs, config) if resume and not interrupted else None
         if finished is not None:
             state = Progress(
                 config,
@@ -290,7 +295,12 @@ def _open(
                 continue  # finalized just before a crash
             width = sum(config["models"][k]["dim"] for k in output.models)
             dtype = np.dtype(config["dtype"])
-            partials.append((output, PartialArray(output.path, total, width, dtype, create=fresh)))
+            # Every row written: the file may already be cut to them.
+            cut = state.rows if not fresh and state.done == total else None
+            partial = PartialArray(
+                output.path, total, width, dtype, create=fresh, finished_rows=cut
+            )
+            partials.append((output, partial))
         if fresh:
             state.save(record)
     except BaseException:

@@ -26,10 +26,21 @@ class PartialArray:
 
     `create=True` makes a new file (sparse: untouched rows take no disk);
     otherwise the existing partial file is reopened and must have the
-    expected shape and dtype.
+    expected shape and dtype, or, for a run whose every row is written
+    (`finished_rows` given), the shape `finalize(finished_rows)` gives it:
+    a kill between that cut and the rename leaves it so.
     """
 
-    def __init__(self, final: Path, rows: int, dim: int, dtype: np.dtype, *, create: bool):
+    def __init__(
+        self,
+        final: Path,
+        rows: int,
+        dim: int,
+        dtype: np.dtype,
+        *,
+        create: bool,
+        finished_rows: int | None = None,
+    ):
         self.final = final
         self.path = partial_path(final)
         self.dim = dim
@@ -42,18 +53,19 @@ class PartialArray:
         # Lock before touching the file, so a second run cannot truncate it.
         self._lock: int | None = _lock(self.path)
         try:
-            self.array = self._open(rows, dim, create)
+            self.array = self._open(rows, dim, create, finished_rows)
         except BaseException:
             self.release()
             raise
 
-    def _open(self, rows: int, dim: int, create: bool) -> np.memmap:
+    def _open(self, rows: int, dim: int, create: bool, finished_rows: int | None) -> np.memmap:
         if create:
             return np.lib.format.open_memmap(
                 self.path, mode="w+", dtype=self.dtype, shape=(rows, dim)
             )
         array = np.lib.format.open_memmap(self.path, mode="r+")
-        if array.shape != (rows, dim) or array.dtype != self.dtype:
+        shapes = {(rows, dim), (finished_rows, dim)}
+        if array.shape not in shapes or array.dtype != self.dtype:
             found = f"{array.shape} {array.dtype}"
             del array
             raise ValueError(
