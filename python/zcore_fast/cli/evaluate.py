@@ -219,11 +219,14 @@ def _run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
             progress=bar.update,
         )
     files = {"results": out / "results.csv", "runs": out / "runs.csv"}
-    results.to_csv(files["results"])
-    results.runs_to_csv(files["runs"])
+    # Each file is replaced atomically, the report as a whole is not: the
+    # slow plot goes first, so a kill can mix an earlier run's files with
+    # this one's only within the milliseconds between the renames.
     if not args.no_plot:
         files["accuracy_plot"] = out / "accuracy.png"
         plot_accuracy(results, files["accuracy_plot"])
+    results.to_csv(files["results"])
+    results.runs_to_csv(files["runs"])
     summary = results.to_dict()
     summary.update(
         seconds=round(time.perf_counter() - start, 3),
