@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 _SERVER = r"""
-import json, os, signal, sys, traceback
+import json, os, resource, signal, sys, traceback
 sys.path[:0] = json.loads(sys.argv[1])
 for name in json.loads(sys.argv[2]):
     __import__(name)
@@ -58,6 +58,9 @@ for line in sys.stdin:
             os.dup2(log, 1)
             os.dup2(log, 2)
             os.chdir(req["cwd"])
+            if req["fsize"]:  # a write past it fails with EFBIG instead of a signal
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                resource.setrlimit(resource.RLIMIT_FSIZE, (req["fsize"], req["fsize"]))
             calls = hook(req["kill_at"], req["count"]) if req["kill_at"] or req["count"] else None
             try:
                 code = main(req["argv"])
@@ -94,17 +97,27 @@ class ForkServer:
         self.pid: int | None = None
 
     def start(
-        self, argv: Sequence[str], cwd: Path, *, kill_at: int = 0, count: Path | None = None
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        *,
+        kill_at: int = 0,
+        count: Path | None = None,
+        fsize: int = 0,
+        log: Path | None = None,
     ) -> int:
-        """Starts `zcore-fast argv` in `cwd`; its output goes to cwd/run.log.
-        With `kill_at` = k it kills itself at its k-th durability call; with
-        `count`, it writes how many it made there. Returns its pid."""
+        """Starts `zcore-fast argv` in `cwd`; its output goes to `log`
+        (default cwd/run.log). With `kill_at` = k it kills itself at its k-th
+        durability call; with `count`, it writes how many it made there; with
+        `fsize`, no file it writes may grow past that many bytes
+        (RLIMIT_FSIZE). Returns its pid."""
         request = {
             "argv": list(argv),
             "cwd": str(cwd),
-            "log": str(cwd / "run.log"),
+            "log": str(log or cwd / "run.log"),
             "kill_at": kill_at,
             "count": str(count) if count else "",
+            "fsize": fsize,
         }
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(json.dumps(request) + "\n")

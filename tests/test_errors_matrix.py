@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zcore_fast
+from disk_helpers import file_size_limit
 from zcore_fast.cli import main
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
@@ -52,6 +54,8 @@ class Case:
     truncate: tuple[str, str] | None = None
     #: Environment variables set for the run.
     env: tuple[tuple[str, str], ...] = ()
+    #: RLIMIT_FSIZE of the run (bytes; 0: none): a disk that fills up.
+    fsize: int = 0
 
 
 def _c(command: str, needs: tuple[str, ...] = (), truncate: tuple[str, str] | None = None) -> Case:
@@ -60,6 +64,10 @@ def _c(command: str, needs: tuple[str, ...] = (), truncate: tuple[str, str] | No
 
 def _env(command: str, **env: str) -> Case:
     return Case(tuple(shlex.split(command)), env=tuple(env.items()))
+
+
+def _full(command: str, fsize: int, needs: tuple[str, ...] = ()) -> Case:
+    return Case(tuple(shlex.split(command)), needs, fsize=fsize)
 
 
 def _sel(args: str) -> Case:
@@ -149,6 +157,9 @@ CASES: dict[str, Case] = {
     "score-cache-dir-under-file": _c(
         f"score good.npy -o s.npy {Z} --cache always --cache-dir a_file/sub"
     ),
+    "score-cache-file-size-limit": _full(
+        f"score big.npy -o s.npy {Z} --cache always --cache-dir cache", fsize=16 << 10
+    ),
     # cache
     "cache-stale-with-show": _c("cache show --stale --cache-dir cache"),
     "cache-unknown-action": _c("cache list --cache-dir cache"),
@@ -237,6 +248,12 @@ CASES: dict[str, Case] = {
         needs=TV,
     ),
     "embed-weights-before-model": _c(f"embed images -o emb.npy {EMBED} --weights random"),
+    "embed-checkpoint-every-0": _c(
+        f"embed images -o emb.npy {EMBED} --model torchvision:resnet18 --checkpoint-every 0"
+    ),
+    "embed-file-size-limit": _full(
+        f"embed images -o emb.npy {EMBED} --model torch.nn:Flatten", fsize=64 << 10, needs=TV
+    ),
     "embed-batch-size-0": _c(
         f"embed images -o emb.npy {EMBED} --model torchvision:resnet18 --batch-size 0"
     ),
@@ -270,6 +287,7 @@ def make_inputs(root: Path) -> None:
     np.save(root / "good.npy", x)
     np.save(root / "victim.npy", rng.normal(size=(400, 8)).astype(np.float32))
     np.save(root / "short.npy", x[:30])
+    np.save(root / "big.npy", rng.normal(size=(2000, 8)).astype(np.float32))  # 64 KB
     np.save(root / "labels.npy", np.arange(40) % 3)
     np.save(root / "scores.npy", rng.random(40).astype(np.float32))
     cut = "{'descr': '<f4', 'fortran_order': False, 'shape': (40, 4"  # no closing brace
@@ -348,6 +366,19 @@ sys.exit(main(sys.argv[3:]))
 
 def run_case(case: Case, root: Path) -> tuple[int, str]:
     """(exit status, stderr) of the CLI run `case` in `root`."""
+    if case.fsize:  # a limit on the files a process writes: in a child
+        # The package under test, wherever it was imported from.
+        package = str(Path(zcore_fast.__file__).resolve().parent.parent)
+        proc = subprocess.run(
+            [sys.executable, "-m", "zcore_fast.cli", *case.argv],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            preexec_fn=file_size_limit(case.fsize),
+            env={**os.environ, "PYTHONPATH": package},
+        )
+        return proc.returncode, proc.stderr
     if case.truncate is not None:
         path, when = case.truncate
         proc = subprocess.run(
@@ -420,6 +451,13 @@ def doc_rows(text: str | None = None) -> list[Row]:
 ROWS = doc_rows()
 
 
+def _pattern(message: str) -> str:
+    """The message as a regular expression: in a message, `<n>` stands for
+    a byte count and `<hex>` for a hash, which differ from run to run."""
+    escaped = re.escape(message)
+    return escaped.replace(re.escape("<n>"), r"[\d,]+").replace(re.escape("<hex>"), "[0-9a-f]+")
+
+
 def test_document_and_cases_agree() -> None:
     ids = [r.test_id for r in ROWS]
     assert len(ids) == len(set(ids)), "a test id appears twice in docs/errors.md"
@@ -457,7 +495,8 @@ def test_row(row: Row, root: Path) -> None:
     lines = [line for line in err.splitlines() if line.strip()]
     assert "Traceback" not in err, err
     assert lines, f"nothing on stderr (exit {status})"
-    assert (lines[-1], status) == (row.message, row.status), err
+    assert re.fullmatch(_pattern(row.message), lines[-1]), (row.message, err)
+    assert status == row.status, err
     if status == 1:  # a runtime error is one line
         assert len(lines) == 1, err
     else:  # a usage error: the usage, then the message

@@ -1,4 +1,5 @@
-"""Listing and clearing a column cache directory (`zcore-fast cache`)."""
+"""Listing and clearing a column cache directory (`zcore-fast cache`), and
+refusing one that is a file."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from zcore_fast.cache.entries import PREFIX, Entry, npy_complete, read_sidecar
 from zcore_fast.cache.lock import remove_held, try_hold
+from zcore_fast.io import PathLike
 
 #: Temporary files older than this are leftovers of a killed build (a
 #: running build holds its entry's lock, so its file is never removed).
@@ -182,3 +184,36 @@ def _unlink(path: Path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def check_cache_dir(directory: Path, cache_dir: PathLike | None, *, create: bool) -> None:
+    """Refuses a cache directory that is a file, or (with `create`) that
+    cannot be created, in one line that says where the directory came
+    from (`cache_dir`, $ZCORE_FAST_CACHE_DIR or the default) and what to
+    do; without this the user gets "[Errno 17] File exists" from deep in
+    a build. Raises NotADirectoryError, or the OSError of mkdir reworded."""
+    if cache_dir is not None:
+        origin = "given as --cache-dir / cache_dir="
+        fix = "give a directory (it is created if missing)"
+    elif os.environ.get("ZCORE_FAST_CACHE_DIR"):
+        origin = "from $ZCORE_FAST_CACHE_DIR"
+        fix = "set ZCORE_FAST_CACHE_DIR to a directory (it is created if missing)"
+    else:
+        origin = "the default"
+        fix = "set ZCORE_FAST_CACHE_DIR or pass --cache-dir (API: cache_dir=) to use another"
+    fix += ", or pass --cache never (API: cache=False)"
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(
+            f"column cache directory {directory} ({origin}) is a file, not a directory; {fix}"
+        )
+    if not create:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        err = type(e)(
+            f"column cache directory {directory} ({origin}) cannot be created: "
+            f"{e.strerror or e}; {fix}"
+        )
+        err.errno = e.errno
+        raise err from None

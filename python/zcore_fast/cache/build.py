@@ -14,6 +14,7 @@ entry in use.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -25,7 +26,7 @@ from typing import Callable, Literal, Optional, Union
 import numpy as np
 
 from zcore_fast import _native
-from zcore_fast.cache.admin import remove_entry, scan
+from zcore_fast.cache.admin import check_cache_dir, remove_entry, scan
 from zcore_fast.cache.entries import (
     Entry,
     SourceStat,
@@ -72,39 +73,6 @@ def default_cache_dir() -> Path:
 def cache_dir_or_default(cache_dir: PathLike | None) -> Path:
     """`cache_dir` as a Path, or the default."""
     return default_cache_dir() if cache_dir is None else Path(os.fspath(cache_dir)).expanduser()
-
-
-def check_cache_dir(directory: Path, cache_dir: PathLike | None, *, create: bool) -> None:
-    """Refuses a cache directory that is a file, or (with `create`) that
-    cannot be created, in one line that says where the directory came
-    from (`cache_dir`, $ZCORE_FAST_CACHE_DIR or the default) and what to
-    do; without this the user gets "[Errno 17] File exists" from deep in
-    a build. Raises NotADirectoryError, or the OSError of mkdir reworded."""
-    if cache_dir is not None:
-        origin = "given as --cache-dir / cache_dir="
-        fix = "give a directory (it is created if missing)"
-    elif os.environ.get("ZCORE_FAST_CACHE_DIR"):
-        origin = "from $ZCORE_FAST_CACHE_DIR"
-        fix = "set ZCORE_FAST_CACHE_DIR to a directory (it is created if missing)"
-    else:
-        origin = "the default"
-        fix = "set ZCORE_FAST_CACHE_DIR or pass --cache-dir (API: cache_dir=) to use another"
-    fix += ", or pass --cache never (API: cache=False)"
-    if directory.exists() and not directory.is_dir():
-        raise NotADirectoryError(
-            f"column cache directory {directory} ({origin}) is a file, not a directory; {fix}"
-        )
-    if not create:
-        return
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        err = type(e)(
-            f"column cache directory {directory} ({origin}) cannot be created: "
-            f"{e.strerror or e}; {fix}"
-        )
-        err.errno = e.errno
-        raise err from None
 
 
 @dataclass(frozen=True)
@@ -290,13 +258,16 @@ def _build(plan: _Plan, threads: int, progress: ProgressFn | None) -> float:
     try:
         _remove_orphans(entry)
         _remove_replaced(plan)
-        _check_space(entry.directory, plan)
-        if plan.write is None:
-            rows, cols, dtype = _native.build_cache(
-                [s.path for s in plan.stats], str(tmp), threads=threads, progress=progress
-            )
-        else:
-            rows, cols, dtype = plan.write(tmp, threads, progress)
+        need = _check_space(entry.directory, plan)
+        try:
+            if plan.write is None:
+                rows, cols, dtype = _native.build_cache(
+                    [s.path for s in plan.stats], str(tmp), threads=threads, progress=progress
+                )
+            else:
+                rows, cols, dtype = plan.write(tmp, threads, progress)
+        except OSError as e:
+            raise _write_failed(entry, e, need) from None
         if (rows, cols, dtype) != (*plan.shape, plan.dtype):
             raise _native.ZCoreError(
                 f"column cache built as {rows} x {cols} {dtype}, expected "
@@ -332,10 +303,11 @@ def _remove_orphans(entry: Entry) -> None:
             _unlink(entry.directory / name)
 
 
-def _check_space(directory: Path, plan: _Plan) -> None:
+def _check_space(directory: Path, plan: _Plan) -> int:
     """Refuses, before anything is written, a build the disk cannot hold:
     everything the build writes (the copy with its header, and the sidecar,
-    which grows with the number of sources) plus DISK_MARGIN."""
+    which grows with the number of sources) plus DISK_MARGIN. Returns the
+    bytes it needs."""
     need = build_bytes(plan.stats, plan.shape, plan.dtype) + DISK_MARGIN
     free = shutil.disk_usage(directory).free
     if free < need:
@@ -344,6 +316,28 @@ def _check_space(directory: Path, plan: _Plan) -> None:
             f"{free:,} free; pass --cache-dir on a bigger disk (API: cache_dir=) or "
             "--cache never (API: cache=False)"
         )
+    return need
+
+
+def _write_failed(entry: Entry, error: OSError, need: int) -> OSError:
+    """A failed write of the copy as one line naming the entry (not its
+    temporary) and the space it needs. The engine's I/O errors carry their
+    errno only in the text ("... (os error 27)"): a file-size limit or a
+    disk filled by another process since `_check_space`."""
+    number = error.errno
+    found = re.search(r"\(os error (\d+)\)", str(error))
+    if number is None and found:
+        number = int(found.group(1))
+    if number is None:
+        return error
+    free = shutil.disk_usage(entry.directory).free
+    err = OSError(
+        f"cannot write column cache {entry.npy}: {os.strerror(number)} (it needs {need:,} "
+        f"bytes, {free:,} are free there); nothing was written; pass --cache-dir on a bigger "
+        "disk (API: cache_dir=) or --cache never (API: cache=False)"
+    )
+    err.errno = number
+    return err
 
 
 def build_bytes(stats: Sequence[SourceStat], shape: tuple[int, int], dtype: str) -> int:
@@ -386,7 +380,6 @@ __all__ = [
     "build_bytes",
     "cached",
     "cached_copy",
-    "check_cache_dir",
     "check_mode",
     "default_cache_dir",
     "prepare",

@@ -16,7 +16,7 @@ from typing import Any
 
 from zcore_fast.cache import CACHE_MODES, cache_dir_or_default
 from zcore_fast.cache.admin import TEMP_MAX_AGE, Cleared, Listing, clear, scan
-from zcore_fast.cache.build import check_cache_dir as check_directory
+from zcore_fast.cache.admin import check_cache_dir as check_directory
 from zcore_fast.cli.usage import UsageError
 
 _DIR_HELP = (

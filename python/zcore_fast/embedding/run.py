@@ -306,6 +306,8 @@ def _open(
     except BaseException:
         for _, partial in partials:
             partial.close()
+            if fresh:  # e.g. the disk cannot hold the next file: leave nothing
+                remove_quietly(partial.path)
         raise
     return state, partials
 

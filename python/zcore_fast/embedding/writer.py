@@ -4,11 +4,16 @@ then cut to the rows actually written and renamed into place atomically."""
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 from pathlib import Path
 
 import numpy as np
+
+# The one-line "cannot write PATH: why (it needs N bytes, M are free there)"
+# message every output of zcore-fast gives.
+from zcore_fast.io import _write_error
 
 try:  # advisory lock against two runs writing the same output (POSIX only)
     import fcntl
@@ -60,9 +65,7 @@ class PartialArray:
 
     def _open(self, rows: int, dim: int, create: bool, finished_rows: int | None) -> np.memmap:
         if create:
-            return np.lib.format.open_memmap(
-                self.path, mode="w+", dtype=self.dtype, shape=(rows, dim)
-            )
+            return self._create(rows, dim)
         array = np.lib.format.open_memmap(self.path, mode="r+")
         shapes = {(rows, dim), (finished_rows, dim)}
         if array.shape not in shapes or array.dtype != self.dtype:
@@ -72,6 +75,30 @@ class PartialArray:
                 f"{self.path} holds {found}, not ({rows}, {dim}) {self.dtype}; it does not "
                 "belong to this run: delete it and its .progress.json to start over"
             )
+        return array
+
+    def _create(self, rows: int, dim: int) -> np.memmap:
+        """A new file with its disk blocks allocated up front. Rows are
+        written through a memory map, and a map write that finds the disk
+        full kills the process with SIGBUS, no message, nothing cleaned up;
+        so a disk (or file-size limit) that cannot hold the whole array
+        fails here, before any image is read, and the file is removed."""
+        size = len(_header(rows, dim, self.dtype)) + rows * dim * self.dtype.itemsize
+        try:
+            array = np.lib.format.open_memmap(
+                self.path, mode="w+", dtype=self.dtype, shape=(rows, dim)
+            )
+            try:
+                _reserve(self.path, size)
+            except BaseException:
+                del array
+                raise
+        except OSError as e:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            raise _write_error(self.final, e.strerror or str(e), size, e.errno) from None
         return array
 
     def write(self, row: int, block: np.ndarray) -> None:
@@ -146,6 +173,22 @@ def _rewrite(path: Path, offset: int, rows: int, dim: int, dtype: np.dtype) -> N
         os.fsync(handle.fileno())
     del data
     os.replace(tmp, path)
+
+
+def _reserve(path: Path, size: int) -> None:
+    """Allocates `size` bytes of disk for `path` (ENOSPC, EFBIG or EDQUOT
+    now rather than SIGBUS later); a no-op where the file system or the
+    platform cannot (the file then stays sparse, as before)."""
+    if not hasattr(os, "posix_fallocate"):  # pragma: no cover - macOS, Windows
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    finally:
+        os.close(fd)
 
 
 def _lock(path: Path) -> int | None:
