@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from crash_helpers import ForkServer
 from disk_helpers import Mount, file_size_limit, mounts
-from embed_helpers import write_images
+from embed_helpers import TINY_CLIP, write_images
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux limits and mounts")
 OLD = b"an earlier output\n"
@@ -90,9 +90,13 @@ def test_cache_build_on_a_small_file_system(mount, emb: Path, tmp_path: Path) ->
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ForkServer]:
-    pytest.importorskip("torch")  # the `test` extra installs it; CI runs these for real
-    fs = ForkServer(["torch", "torchvision", "PIL.Image", "zcore_fast.embedding.run"])
+def server(tmp_path_factory) -> Iterator[ForkServer]:
+    pytest.importorskip("torch")  # the `test` extra installs these; CI runs them for real
+    pytest.importorskip("open_clip")
+    cfg = tmp_path_factory.mktemp("cfg")
+    setup = f"import embed_helpers as h, pathlib; h.tiny_clip_spec(pathlib.Path({str(cfg)!r}))"
+    modules = ["torch", "torchvision", "open_clip", "PIL.Image", "zcore_fast.embedding.run"]
+    fs = ForkServer(modules, setup)
     yield fs
     fs.close()
 
@@ -147,3 +151,42 @@ def test_embed_on_a_small_file_system(server, images, mount, tmp_path: Path) -> 
         r"space or write it elsewhere",
         line,
     ), line
+
+
+def test_embed_fills_the_disk_with_its_manifest(server, tmp_path: Path) -> None:
+    """The rows (2 KB) fit under the limit, the manifest (a line per image,
+    long names: 6 KB) does not: the run stops at the very end with one line
+    naming the manifest and its size, publishes nothing, keeps its progress,
+    and --resume (with room) then gives the bytes of an uninterrupted run."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, path in enumerate(write_images(tmp_path / "raw", 40, size=(32, 32))):
+        path.rename(images / f"{'x' * 120}{i:02d}.png")
+    argv = ["embed", str(images), "-o", "emb.npy", "--model", f"open_clip:{TINY_CLIP}"]
+    argv += ["--pretrained", "random", "--batch-size", "4", "--workers", "0", "--device", "cpu"]
+    ref, work = tmp_path / "ref", tmp_path / "work"
+    ref.mkdir()
+    work.mkdir()
+    assert server.run([*argv, "-q"], ref, log=tmp_path / "ref.log") == 0
+    manifest = (ref / "emb.manifest.json").read_bytes()
+    assert len(manifest) > 4096 >= (ref / "emb.npy").stat().st_size
+    (work / "emb.npy").write_bytes(OLD)
+    log = tmp_path / "log"
+    assert server.run([*argv, "-q"], work, fsize=4096, log=log) == 1
+    lines = [x for x in log.read_text().splitlines() if not x.startswith("WARNING:root:")]
+    assert len(lines) == 1, lines
+    m = re.fullmatch(
+        r"zcore-fast: error: cannot write emb\.manifest\.json: File too large \(it needs "
+        r"([\d,]+) bytes, [\d,]+ are free there\); nothing was written; free some space or "
+        r"write it elsewhere; the progress is saved: rerun with --resume once there is room",
+        lines[0],
+    )
+    assert m, lines[0]
+    # The same manifest as the reference's but for its timings' digits.
+    assert abs(int(m.group(1).replace(",", "")) - len(manifest)) < 16
+    assert (work / "emb.npy").read_bytes() == OLD
+    left = sorted(p.name for p in work.iterdir())
+    assert left == ["emb.npy", "emb.npy.partial", "emb.npy.progress.json"], left
+    assert server.run([*argv, "-q", "--resume"], work, log=log) == 0, log.read_text()
+    assert (work / "emb.npy").read_bytes() == (ref / "emb.npy").read_bytes()
+    assert sorted(p.name for p in work.iterdir()) == ["emb.manifest.json", "emb.npy"]

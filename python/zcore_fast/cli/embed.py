@@ -132,7 +132,15 @@ def run_embed_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
     except Exception as e:
         if args.debug or not _reportable(e):
             raise
-        _error(_one_line(e))
+        message = _one_line(e)
+        # A write that failed mid-run (full disk, file-size limit: io's
+        # "cannot write PATH: ..." errors) after the progress was recorded.
+        if isinstance(e, OSError) and message.startswith("cannot write "):
+            from zcore_fast.embedding.state import progress_path
+
+            if progress_path(Path(args.output)).exists():
+                message += "; the progress is saved: rerun with --resume once there is room"
+        _error(message)
         return 1
     _report(summary, args)
     return 0

@@ -77,10 +77,11 @@ _PROGRESS_FIELDS = {"config", "total", "done", "rows", "skipped", "seconds"}
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Writes JSON atomically."""
-    with atomic_write(path, "w") as handle:
-        json.dump(data, handle, indent=1)
-        handle.write("\n")
+    """Writes JSON atomically; on a full disk the error names the bytes
+    needed (a manifest lists every image: megabytes for a large pool)."""
+    text = json.dumps(data, indent=1) + "\n"
+    with atomic_write(path, "w", size=len(text.encode())) as handle:
+        handle.write(text)
 
 
 def read_json(path: Path) -> dict[str, Any]:
