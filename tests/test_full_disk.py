@@ -5,9 +5,6 @@ temporary left, and an earlier output intact."""
 
 from __future__ import annotations
 
-import os
-import resource
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from disk_helpers import Mount, file_size_limit, mounts
 from zcore_fast.io import example_embeddings
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux limits and mounts")
@@ -29,15 +27,11 @@ def emb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(out: Path, emb: Path, limit: int | None = None) -> subprocess.CompletedProcess[str]:
-    def cap() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails with EFBIG instead
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
     kind = ["score"] if out.suffix == ".npy" else ["select", "--budget", "0.9"]
     cmd = [sys.executable, "-m", "zcore_fast.cli", *kind, str(emb), "-o", str(out)]
     return subprocess.run(
         [*cmd, "--n-sample", "500"],
-        preexec_fn=cap if limit is not None else None,
+        preexec_fn=file_size_limit(limit) if limit is not None else None,
         capture_output=True,
         text=True,
     )
@@ -61,23 +55,8 @@ def test_file_size_limit_mid_write(tmp_path: Path, emb: Path, name: str) -> None
 
 
 @pytest.fixture
-def mount(tmp_path: Path) -> Iterator[callable]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounted: list[Path] = []
-
-    def make(options: str) -> Path:
-        point = tmp_path / f"mnt{len(mounted)}"
-        point.mkdir()
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)])
-        if r.returncode != 0:
-            pytest.skip("cannot mount a tmpfs here")
-        mounted.append(point)
-        return point
-
-    yield make
-    for point in mounted:
-        subprocess.run(["umount", str(point)], check=False)
+def mount(tmp_path: Path) -> Iterator[Mount]:
+    yield from mounts(tmp_path)
 
 
 @pytest.mark.parametrize("name", ["scores.npy", "keep.csv"])
