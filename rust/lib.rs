@@ -5,6 +5,8 @@
 //! What is computed, and where:
 //! - `npy`, `pool`, `cache`: inputs, the dimension-major working layout
 //!   (with per-dimension statistics), and its out-of-core copy;
+//!   `block_transpose` turns row blocks into column runs for the copy's
+//!   writer on the Python side;
 //! - `rng`: the counter-based random streams behind every draw;
 //! - `search`: nearest neighbours in a subspace (passes over every row,
 //!   one pass, the 16-bit coarse filter, band search);
@@ -16,6 +18,7 @@
 //! types (`neighbour`, `column`).
 
 pub mod arch;
+pub mod block_transpose;
 pub mod cache;
 pub mod column;
 pub mod error;

@@ -19,6 +19,7 @@ __all__ = [
     "finish_halves",
     "isa_level",
     "isa_levels",
+    "rows_to_columns",
     "sample_draws",
     "score",
     "score_range",
@@ -76,6 +77,11 @@ def build_cache(
     threads: int,
     progress: Callable[[int, int], object] | None = None,
 ) -> tuple[int, int, str]: ...
+def rows_to_columns(
+    src: npt.NDArray[np.uint16] | npt.NDArray[np.uint32],
+    first: int,
+    dst: npt.NDArray[np.uint16] | npt.NDArray[np.uint32],
+) -> None: ...
 def dim_stats(
     inputs: _Input,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...

@@ -1,6 +1,7 @@
 //! Python bindings: conversion only. Every O(N) call runs with the GIL
 //! released; errors become the Python exception that means the same thing.
 
+mod columns;
 mod sharded;
 mod watch;
 
@@ -259,6 +260,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sharded::finish_halves, m)?)?;
     m.add_function(wrap_pyfunction!(dim_stats, m)?)?;
     m.add_function(wrap_pyfunction!(build_cache, m)?)?;
+    m.add_function(wrap_pyfunction!(columns::rows_to_columns, m)?)?;
     m.add_function(wrap_pyfunction!(sample_draws, m)?)?;
     m.add_function(wrap_pyfunction!(trace, m)?)?;
     m.add_function(wrap_pyfunction!(isa_level, m)?)?;
