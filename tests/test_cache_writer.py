@@ -49,7 +49,7 @@ def test_rows_to_columns_moves_bits(bits: type) -> None:
 
 def test_rows_to_columns_refuses_bad_arguments() -> None:
     src = np.zeros((4, 6), dtype=np.uint16)
-    with pytest.raises(ValueError, match="does not take columns 4..7"):
+    with pytest.raises(ValueError, match=r"does not take columns 4\.\.7"):
         _native.rows_to_columns(src, 4, np.zeros((3, 4), dtype=np.uint16))
     with pytest.raises(ValueError, match="does not take"):
         _native.rows_to_columns(src, 0, np.zeros((3, 5), dtype=np.uint16))
