@@ -93,6 +93,12 @@ fn each_within(d: &[f32], limit: f32, mut hit: impl FnMut(usize)) {
         // A fixed 16 lanes with constant shifts: the compiler turns this
         // into compares and a move-mask.
         let chunk: &[f32; 16] = chunk.try_into().expect("16 values");
+        // Most blocks hold no hit: an or of 16 compares vectorises at any
+        // level (a compare and a move-mask), while the mask of bit
+        // positions below does not on SSE2, where it is lane by lane.
+        if !chunk.iter().fold(false, |any, &v| any | (v <= limit)) {
+            continue;
+        }
         let mut mask = 0u32;
         for (i, &v) in chunk.iter().enumerate() {
             mask |= u32::from(v <= limit) << i;
