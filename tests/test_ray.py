@@ -229,3 +229,37 @@ def test_cli_backend_ray(cluster, tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
     assert main(["select", str(tmp_path / "x.npy"), "-o", str(tmp_path / "c.npy"), *flags,
                  "--workers", "2"]) == 2  # fmt: skip
+    assert main(["select", str(tmp_path / "x.npy"), "-o", str(tmp_path / "c.npy"), *flags,
+                 "--ray-device", "cpu"]) == 2  # fmt: skip
+
+
+def test_torch_workers_give_the_torch_backends_scores(cluster, tmp_path: Path) -> None:
+    """GPU workers, run here on the CPU as CI runs the torch backend: each
+    worker scores its range with PyTorch, and the sums give exactly what
+    backend='torch' gives in one process."""
+    pytest.importorskip("torch")
+    x = pool(8, n=900, d=8)
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    params = {"n_sample": 2_000, "redund_nn": 25, "seed": 3}
+    want = zcore_fast.score_report(x, backend="torch", device="cpu", **params)
+    # One run each way (each worker imports torch, seconds apiece): three
+    # uneven ranges, from the file every node reads.
+    got = zcore_fast.score_report(
+        path, backend="ray", device="cpu", workers=3, ray_address=cluster.address, **params
+    )
+    np.testing.assert_array_equal(got.scores, want.scores)
+    assert got.convergence == want.convergence
+    assert got.parameters["device"] == "cpu"
+    out = tmp_path / "s.npy"
+    flags = ["--n-sample", "2000", "--redund-nn", "25", "--seed", "3", "-q"]
+    assert main(["score", str(path), "-o", str(out), *flags, "--backend", "ray",
+                 "--ray-address", cluster.address, "--workers", "2",
+                 "--ray-device", "cpu"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(np.load(out), want.scores)
+
+
+def test_device_for_ray_workers_is_checked() -> None:
+    x = pool(9, n=50, d=4)
+    with pytest.raises(ValueError, match="device='cuda'"):
+        zcore_fast.score(x, backend="ray", device="tpu")

@@ -8,7 +8,8 @@ where it can, and the torch modules are imported only when chosen.
   which; the samples are split and the scores summed).
 - "torch": PyTorch on `device` (default the CPU); what CI tests.
 - "ray": the Rust engine on the workers of a Ray cluster, the samples split
-  among them (`ray_backend.py`; Ray imported only then).
+  among them (`ray_backend.py`; Ray imported only then); with `device`
+  ("cuda": one GPU per worker, or "cpu") the workers run the torch backend.
 - "auto": "cuda" when PyTorch is installed and sees a GPU, else "cpu".
 """
 
@@ -71,11 +72,21 @@ def resolve(backend: str, device: object = None) -> tuple[str, object]:
         raise ValueError(
             f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}"
         )
+    if backend == "ray" and device is not None:
+        # GPU workers: each Ray worker runs the torch backend on this kind.
+        if not isinstance(device, str) or device.split(":")[0] not in ("cpu", "cuda"):
+            raise ValueError(
+                f"backend='ray' takes device='cuda' (one GPU per worker) or 'cpu' (the torch "
+                f"backend on each worker's CPUs), got {device!r}"
+            )
+        if not _torch_installed():
+            raise ImportError(f"backend='ray' with device= needs PyTorch; {_INSTALL}")
+        return backend, device.split(":")[0]
     if backend in ("cpu", "ray"):
         if device is not None:
             raise ValueError(
-                f"device= is for backend='torch' or 'cuda'; backend={backend!r} runs the Rust "
-                "engine, which takes threads="
+                f"device= is for backend='torch', 'cuda' or 'ray'; backend={backend!r} runs "
+                "the Rust engine, which takes threads="
             )
         return backend, None
     if backend == "auto":

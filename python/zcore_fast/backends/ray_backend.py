@@ -15,6 +15,12 @@ dies has its range run again on a new one (the scores do not change);
 Ctrl-C or a raising progress callback cancels the remote work; one
 progress callback covers the whole cluster.
 
+GPU workers: with `device` set ("cuda", or "cpu" where no GPU is, as CI
+tests it), each worker runs the PyTorch backend on its range instead,
+holding one GPU (`num_gpus=1`) for "cuda". Its fixed-point sums add up the
+same way, so the scores are bit-identical to `backend="torch"` on that
+device kind in one process (`torch_backend.score_range` and `finish`).
+
 Ray is imported only here, and only when backend="ray" is used
 (`pip install 'zcore-fast[ray]'`).
 """
@@ -42,12 +48,20 @@ POLL_SECONDS = 0.2
 @dataclass(frozen=True)
 class RayOptions:
     """Where and how wide to run: `address` (None: RAY_ADDRESS, else
-    "auto"), `workers` (None: one per node) and CPUs per worker (None: the
-    node's CPUs shared among its workers)."""
+    "auto"), `workers` (None: one per node), CPUs per worker (None: the
+    node's CPUs shared among its workers), and `device`: None for the Rust
+    engine, else the torch device kind each worker scores on ("cuda": one
+    GPU per worker; "cpu")."""
 
     address: str | None = None
     workers: int | None = None
     cpus_per_worker: int | None = None
+    device: str | None = None
+
+    @property
+    def gpus_per_worker(self) -> int:
+        """GPUs each worker holds: one when it scores on CUDA."""
+        return 1 if self.device is not None and self.device.startswith("cuda") else 0
 
 
 def import_ray() -> Any:
@@ -99,9 +113,10 @@ def score_halves(
     progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The raw fixed-point halves (int64, shape (N,) each) of a run, its
-    samples split over Ray workers; `_native.finish_halves` turns them into
-    the scores. Raises what a worker raised (bad input, NaN rows), as one
-    local process would."""
+    samples split over Ray workers; `_native.finish_halves` (or, with
+    `options.device`, `torch_backend.finish`) turns them into the scores.
+    Raises what a worker raised (bad input, NaN rows), as one local process
+    would."""
     ray = connect(options.address)
     worker_cls = _worker_class(ray)
     workers, cpus = _shape(ray, options)
@@ -115,11 +130,16 @@ def score_halves(
         "redund_exp": redund_exp,
         "seed": seed,
         "isa": isa,
+        "device": options.device,
     }
     jobs = ranges(n_sample, workers)
-    actors = [worker_cls.options(num_cpus=cpus).remote() for _ in jobs]
+
+    def new_actor() -> Any:
+        return worker_cls.options(num_cpus=cpus, num_gpus=options.gpus_per_worker).remote()
+
+    actors = [new_actor() for _ in jobs]
     try:
-        parts = _run(ray, worker_cls, cpus, actors, jobs, refs, params, progress, n_sample)
+        parts = _run(ray, new_actor, actors, jobs, refs, params, progress, n_sample)
         return _reduce(ray, parts)
     finally:
         for actor in actors:
@@ -142,8 +162,7 @@ def _shape(ray: Any, options: RayOptions) -> tuple[int, int]:
 
 def _run(
     ray: Any,
-    worker_cls: Any,
-    cpus: int,
+    new_actor: Callable[[], Any],
     actors: list[Any],
     jobs: list[tuple[int, int]],
     sources: list[Any],
@@ -179,7 +198,7 @@ def _run(
                             f"the Ray worker for samples {jobs[i][0]}..{jobs[i][1]} died "
                             f"{retries[i]} times; see the Ray logs (is a node out of memory?)"
                         ) from None
-                    actors[i] = worker_cls.options(num_cpus=cpus).remote()
+                    actors[i] = new_actor()
                     start(i)
                     continue
                 except ray.exceptions.RayTaskError as e:
@@ -299,6 +318,10 @@ class _Worker:
             if self._stop.is_set():
                 raise KeyboardInterrupt("cancelled by the driver")
 
+        device = params.get("device")
+        if device is not None:
+            return _torch_range(inputs, params, start, end, device, max(1, int(cpus)), progress)
+        params = {k: v for k, v in params.items() if k != "device"}
         return _native.score_range(
             inputs,
             start=start,
@@ -307,3 +330,40 @@ class _Worker:
             progress=progress,
             **params,
         )
+
+
+def _torch_range(
+    inputs: list[Any],
+    params: dict[str, Any],
+    start: int,
+    end: int,
+    device: str,
+    cpus: int,
+    progress: ProgressFn,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A worker's range on the PyTorch backend. Ray hides every GPU but the
+    one it gave this worker, which is then "cuda" (device 0)."""
+    import torch
+
+    from zcore_fast.backends import torch_backend
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        import ray
+
+        raise RuntimeError(
+            f"Ray node {socket.gethostname()} ({ray.util.get_node_ip_address()}) gave this "
+            "worker a GPU but PyTorch sees none; check the node's CUDA driver and torch build"
+        )
+    torch.set_num_threads(cpus)
+    p = torch_backend.Params(
+        params["n_sample"],
+        params["sample_dim"],
+        params["redund_nn"],
+        params["redund_exp"],
+        False,  # noise is added once, when the halves are finished
+        params["seed"],
+    )
+    return torch_backend.score_range(
+        inputs, p, start, end, device="cuda" if device.startswith("cuda") else device,
+        progress=progress,
+    )  # fmt: skip

@@ -122,12 +122,19 @@ def _split(start: int, stop: int, parts: int) -> list[tuple[int, int]]:
 
 
 def run_all(
-    scorers: list[DeviceScorer], p: Params, progress: ProgressFn | None
+    scorers: list[DeviceScorer],
+    p: Params,
+    progress: ProgressFn | None,
+    span: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed-point raw scores of each half of the samples, summed over devices."""
+    """Fixed-point raw scores of each half of the samples, summed over
+    devices; of the samples in `span` (start, end) only, where given (a
+    worker's share of a run split over processes: shares add up exactly)."""
     mid = p.n_sample // 2
-    halves = [(0, mid), (mid, p.n_sample)]
-    counter = _Progress(p.n_sample, progress)
+    lo, hi = span if span is not None else (0, p.n_sample)
+    halves = [(max(lo, 0), min(hi, mid)), (max(lo, mid), min(hi, p.n_sample))]
+    halves = [(a, max(a, b)) for a, b in halves]  # a half outside the span: empty
+    counter = _Progress(hi - lo, progress)
     parallel = len(scorers) > 1 and all(s.device.type == "cuda" for s in scorers)
 
     def work(i: int) -> list[np.ndarray]:

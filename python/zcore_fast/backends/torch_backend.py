@@ -123,7 +123,57 @@ def _check(p: Params, batch_size: int | None, pool_memory: int | None) -> None:
             raise ValueError(f"{option} must be a positive integer or None, got {setting!r}")
 
 
-def _score(
+def score_range(
+    sources: Sequence[str | np.ndarray],
+    params: Params,
+    start: int,
+    end: int,
+    *,
+    device: object = None,
+    storage: str | None = None,
+    progress: ProgressFn | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Samples start..end of a run of `params.n_sample`: their contribution
+    to the fixed-point (int64) raw scores of the run's first and second
+    half. Summed over ranges that tile the run, `finish` turns them into
+    exactly what `score_halves` returns on the same device kind and
+    storage (a Ray worker's share; `backends/ray_backend.py`)."""
+    _check(params, None, None)
+    if not 0 <= start <= end <= params.n_sample:
+        raise ValueError(f"sample range {start}..{end} is not within 0..{params.n_sample}")
+    src = columns.open_sources(sources)
+    if src.d < params.sample_dim:
+        raise ValueError(
+            f"embeddings have {src.d} dimension(s), fewer than sample_dim = "
+            f"{params.sample_dim}; lower sample_dim or add dimensions"
+        )
+    devices = placement.resolve_devices(device)
+    try:
+        scorers = _scorers(src, params, devices, storage, None, None, "auto")
+    except columns.Float16OverflowError:
+        if storage is not None:
+            raise
+        scorers = _scorers(src, params, devices, "float32", None, None, "auto")
+    return runner.run_all(scorers, params, progress, span=(start, end))
+
+
+def finish(
+    first: np.ndarray, second: np.ndarray, params: Params
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores, first half, second half) from a run's summed fixed-point
+    halves, as `score_halves` returns them (noise drawn on the CPU: the
+    counter-based streams give the same bits on every device)."""
+    raw = (first + second).astype(np.float64) / search.FIXED_ONE
+    if params.rand_init:
+        raw += _noise(params.seed, len(raw), torch.device("cpu"))
+    return (
+        _normalise(raw),
+        first.astype(np.float64) / search.FIXED_ONE,
+        second.astype(np.float64) / search.FIXED_ONE,
+    )
+
+
+def _scorers(
     src: columns.Sources,
     p: Params,
     devices: list[torch.device],
@@ -131,8 +181,8 @@ def _score(
     batch_size: int | None,
     pool_memory: int | None,
     kernels: str,
-    progress: ProgressFn | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> list[runner.DeviceScorer]:
+    """The pool built once and placed on every device, with its scorer."""
     first = devices[0]
     chosen = [placement.choose_kernels(kernels, dev, p.sample_dim) for dev in devices]
     dtype = placement.storage_dtype(storage, first)
@@ -158,11 +208,25 @@ def _score(
                 kind,
             )
         )
+    return scorers
+
+
+def _score(
+    src: columns.Sources,
+    p: Params,
+    devices: list[torch.device],
+    storage: str | None,
+    batch_size: int | None,
+    pool_memory: int | None,
+    kernels: str,
+    progress: ProgressFn | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    scorers = _scorers(src, p, devices, storage, batch_size, pool_memory, kernels)
     halves = runner.run_all(scorers, p, progress)
     total = halves[0] + halves[1]
     raw = total.astype(np.float64) / search.FIXED_ONE
     if p.rand_init:
-        raw += _noise(p.seed, src.n, first)
+        raw += _noise(p.seed, src.n, devices[0])
     return (
         _normalise(raw),
         halves[0].astype(np.float64) / search.FIXED_ONE,

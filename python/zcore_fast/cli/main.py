@@ -136,6 +136,12 @@ def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
         type=positive_int,
         help="--backend ray: workers sharing the samples (default one per node)",
     )
+    g.add_argument(
+        "--ray-device",
+        choices=("cuda", "cpu"),
+        help="--backend ray: workers run PyTorch on this device instead of the Rust engine "
+        "(cuda: one GPU per worker; the torch backend's scores)",
+    )
     t = p.add_argument_group("Parquet input (README: Parquet, Arrow and Hugging Face)")
     t.add_argument(
         "--column",
@@ -293,9 +299,9 @@ def _run_pool(
         "cache_dir": args.cache_dir,
     }
     if args.backend == "ray":
-        params.update(ray_address=args.ray_address, workers=args.workers)
-    elif args.ray_address is not None or args.workers is not None:
-        raise UsageError("--ray-address and --workers apply to --backend ray")
+        params.update(ray_address=args.ray_address, workers=args.workers, device=args.ray_device)
+    elif any(v is not None for v in (args.ray_address, args.workers, args.ray_device)):
+        raise UsageError("--ray-address, --workers and --ray-device apply to --backend ray")
     start = time.perf_counter()
     with ProgressBar(enabled=show, total=None) as bar:
         building = bar.stage("building column cache", "rows")

@@ -129,8 +129,8 @@ def select_with(
             does not call it. Raising from it stops the method.
         **options: the method's options (`method_options(method)`):
             zcore: n_sample, sample_dim, redund_nn, redund_exp, rand_init, and
-            where it runs: backend ("ray" for a Ray cluster), ray_address,
-            workers;
+            where it runs: backend ("ray" for a Ray cluster), device,
+            ray_address, workers;
             moderate: clusters, max_iter; elfs: score, beta, beta_grid,
             clusters, epochs, batch_size, lr, hidden, device, max_iter;
             ccs: score, descending, mis_ratio, strata + the score's options;

@@ -161,6 +161,9 @@ def score(
             for float16 storage and tolerances. `threads` is for "cpu" only.
         device: torch device(s) for "torch"/"cuda": "cuda:1", or a list to
             split the samples across; default every visible GPU for "cuda".
+            With backend="ray": "cuda" makes every worker run the torch
+            backend on one GPU of its own ("cpu": on its CPUs), with the
+            torch backend's scores; default the Rust engine.
         cache: the out-of-core column cache of the CPU engine (README
             "Column cache"): "auto" writes a dimension-major copy of .npy
             inputs to `cache_dir` when its float32 size would exceed 1 GiB,
@@ -326,7 +329,7 @@ def _score_report(
     # (here or on Ray workers, which map the same path) scores from the
     # dimension-major cache.
     mode = check_mode(cache)  # refused on every backend alike
-    if engine == "torch":
+    if engine == "torch" or (engine == "ray" and devices is not None):
         mode = "never"
     # Resolved before any work, so a bad ZCORE_FAST_ISA fails at once.
     isa = _native.isa_level() if engine == "cpu" else None
@@ -337,7 +340,9 @@ def _score_report(
         if engine == "cpu":
             run = partial(_native.score, isa=isa)
         elif engine == "ray":
-            run = partial(_score_on_ray, ray_address=ray_address, workers=workers)
+            run = partial(
+                _score_on_ray, ray_address=ray_address, workers=workers, device=devices
+            )
         else:
             run = backends.scorer(devices)
         scores, first, second = run(
@@ -366,7 +371,11 @@ def _score_report(
             "seed": int(seed),
             "threads": threads,
             "backend": engine,
-            **({"ray_address": ray_address, "workers": workers} if engine == "ray" else {}),
+            **(
+                {"ray_address": ray_address, "workers": workers, "device": devices}
+                if engine == "ray"
+                else {}
+            ),
             "isa": isa,
         },
         cache_path=prepared.path,
@@ -388,10 +397,13 @@ def _score_on_ray(
     progress: ProgressFn | None,
     ray_address: str | None,
     workers: int | None,
+    device: object,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`_native.score` with the samples split over Ray workers: the same
-    (scores, halves) bit for bit. `threads` is ignored: each worker uses
-    the CPUs Ray gave it."""
+    (scores, halves) bit for bit; with `device` ("cuda" or "cpu") the
+    workers run the torch backend, and the result is the torch backend's
+    on that device kind. `threads` is ignored: each worker uses the CPUs
+    (and GPU) Ray gave it."""
     from zcore_fast.backends import ray_backend
 
     first, second = ray_backend.score_halves(
@@ -402,9 +414,16 @@ def _score_on_ray(
         redund_exp=redund_exp,
         seed=seed,
         isa=None,  # each node runs the best level it has: the bits are the same
-        options=ray_backend.RayOptions(ray_address, workers),
+        options=ray_backend.RayOptions(
+            ray_address, workers, device=None if device is None else str(device)
+        ),
         progress=progress,
     )
+    if device is not None:
+        from zcore_fast.backends import torch_backend
+
+        params = torch_backend.Params(n_sample, sample_dim, redund_nn, redund_exp, rand_init, seed)
+        return torch_backend.finish(first, second, params)
     return _native.finish_halves(first, second, rand_init=rand_init, seed=seed)
 
 
