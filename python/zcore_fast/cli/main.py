@@ -283,8 +283,8 @@ def _run_pool(
         if args.method != "zcore" and (args.cache is not None or args.cache_dir is not None):
             raise UsageError(f"--cache and --cache-dir apply to --method zcore, not {args.method}")
         if args.method != "zcore":
-            summary = run_select(args, sources, budget, n, d, table.ids)  # type: ignore[arg-type]
-            return _with_table(summary, table)
+            chosen = run_select(args, sources, budget, n, d, table.ids)  # type: ignore[arg-type]
+            return _with_table(chosen, table)
     params = {
         "n_sample": args.n_sample,
         "sample_dim": args.sample_dim,

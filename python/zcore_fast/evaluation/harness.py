@@ -191,7 +191,7 @@ def _points(
 
 
 def _budgets(budgets: Sequence[int]) -> tuple[int, ...]:
-    out = []
+    out: list[int] = []
     for b in budgets:
         if isinstance(b, bool) or not isinstance(b, Integral) or b < 1:
             raise ValueError(f"budgets are row counts >= 1, got {b!r}")

@@ -108,7 +108,7 @@ class ParquetPool:
     def open(cls, path: object, column: str | None, id_column: str | None) -> ParquetPool:
         """Checks the parts' schemas and finds D (from the first row)."""
         pa, pq = import_pyarrow()
-        root = Path(os.fspath(path))  # type: ignore[arg-type]
+        root = Path(os.fspath(path))  # type: ignore[call-overload]
         if not root.exists():
             raise FileNotFoundError(f"{root}: no such file or folder; check the path")
         parts = _parts_in(root) if root.is_dir() else [root]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from numbers import Real
@@ -385,7 +386,7 @@ def _score_report(
 
 
 def _score_on_ray(
-    sources: list[object],
+    sources: Sequence[str | np.ndarray],
     *,
     n_sample: int,
     sample_dim: int,
@@ -427,7 +428,7 @@ def _score_on_ray(
     return _native.finish_halves(first, second, rand_init=rand_init, seed=seed)
 
 
-def _rows(sources: list[object]) -> int:
+def _rows(sources: Sequence[object]) -> int:
     """Row count of the first source (the engine checks they all agree).
     0 for an unreadable file: the engine then reports what is wrong."""
     first = sources[0]
