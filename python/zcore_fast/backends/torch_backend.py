@@ -79,12 +79,7 @@ def score_halves(
         progress: called as progress(done, total) from the calling thread.
     """
     _check(params, batch_size, pool_memory)
-    src = columns.open_sources(sources)
-    if src.d < params.sample_dim:
-        raise ValueError(
-            f"embeddings have {src.d} dimension(s), fewer than sample_dim = "
-            f"{params.sample_dim}; lower sample_dim or add dimensions"
-        )
+    src = _open(sources, params)
     devices = placement.resolve_devices(device)
     try:
         try:
@@ -101,6 +96,17 @@ def score_halves(
             f"GPU out of memory while scoring ({e}); free GPU memory, pass a smaller "
             "batch_size or pool_memory, or use backend='cpu'"
         ) from None
+
+
+def _open(sources: Sequence[str | np.ndarray], params: Params) -> columns.Sources:
+    """The inputs, opened, with at least `sample_dim` dimensions."""
+    src = columns.open_sources(sources)
+    if src.d < params.sample_dim:
+        raise ValueError(
+            f"embeddings have {src.d} dimension(s), fewer than sample_dim = "
+            f"{params.sample_dim}; lower sample_dim or add dimensions"
+        )
+    return src
 
 
 def _check(p: Params, batch_size: int | None, pool_memory: int | None) -> None:
@@ -141,12 +147,7 @@ def score_range(
     _check(params, None, None)
     if not 0 <= start <= end <= params.n_sample:
         raise ValueError(f"sample range {start}..{end} is not within 0..{params.n_sample}")
-    src = columns.open_sources(sources)
-    if src.d < params.sample_dim:
-        raise ValueError(
-            f"embeddings have {src.d} dimension(s), fewer than sample_dim = "
-            f"{params.sample_dim}; lower sample_dim or add dimensions"
-        )
+    src = _open(sources, params)
     devices = placement.resolve_devices(device)
     try:
         scorers = _scorers(src, params, devices, storage, None, None, "auto")
