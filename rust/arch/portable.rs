@@ -83,19 +83,16 @@ fn push_if<T: Copy>(dst: &mut [T], count: &mut usize, hit: bool, value: T) {
 }
 
 /// Calls `hit(i)` for every `i` with `d[i] <= limit`, in order: a bit mask
-/// per 16 distances (one vector compare where the target has them), then
-/// its set bits. Hits are a few percent of the rows, so most masks are 0
-/// and the per-row work is the compare alone.
+/// per 16 distances, then its set bits. Hits are a few percent of the
+/// rows, so most masks are 0 and the per-row work is the compare alone.
 #[inline(always)]
 fn each_within(d: &[f32], limit: f32, mut hit: impl FnMut(usize)) {
     let mut chunks = d.chunks_exact(16);
     for (at, chunk) in (&mut chunks).enumerate() {
-        // A fixed 16 lanes with constant shifts: the compiler turns this
-        // into compares and a move-mask.
         let chunk: &[f32; 16] = chunk.try_into().expect("16 values");
         // Most blocks hold no hit: an or of 16 compares vectorises at any
-        // level (a compare and a move-mask), while the mask of bit
-        // positions below does not on SSE2, where it is lane by lane.
+        // level (compares and a move-mask), while the bit mask below is
+        // built lane by lane on SSE2, so it runs only for blocks with a hit.
         if !chunk.iter().fold(false, |any, &v| any | (v <= limit)) {
             continue;
         }
@@ -194,13 +191,26 @@ pub(super) fn subsample_distances(cols: &[&[f32]], q: &[f32], out: &mut Vec<f32>
     subsample_body(cols, q, out)
 }
 
+/// `blocks` and `each_within` fused for the two columns of a pass: the 16
+/// distances of a step stay in registers instead of a buffer (the same
+/// arithmetic in the same order, so the same bits).
 #[inline(always)]
 pub(super) fn collect_body(a: &[f32], b: &[f32], q: [f32; 2], limit: f32, cand: &mut Candidates) {
     cand.rows.clear();
-    blocks(&[a, b], &q, |base, d| {
-        each_within(d, limit, |i| cand.rows.push((base + i) as u32));
-        true
-    });
+    let (mut ca, mut cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    for (at, (xa, xb)) in (&mut ca).zip(&mut cb).enumerate() {
+        let mut d = [0f32; 16];
+        for ((o, &x), &y) in d.iter_mut().zip(xa).zip(xb) {
+            *o = (x - q[0]).abs() + (y - q[1]).abs();
+        }
+        each_within(&d, limit, |i| cand.rows.push((at * 16 + i) as u32));
+    }
+    let first = a.len() - ca.remainder().len();
+    for (i, (&x, &y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
+        if (x - q[0]).abs() + (y - q[1]).abs() <= limit {
+            cand.rows.push((first + i) as u32);
+        }
+    }
     gather_body(Col::F32(a), Col::F32(b), cand);
 }
 
