@@ -259,7 +259,12 @@ def test_torch_workers_give_the_torch_backends_scores(cluster, tmp_path: Path) -
     np.testing.assert_array_equal(np.load(out), want.scores)
 
 
-def test_device_for_ray_workers_is_checked() -> None:
+def test_device_for_ray_workers_is_checked(cluster) -> None:
     x = pool(9, n=50, d=4)
     with pytest.raises(ValueError, match="device='cuda'"):
         zcore_fast.score(x, backend="ray", device="tpu")
+    pytest.importorskip("torch")
+    # The test cluster has no GPU: an error at once, not actors waiting
+    # forever for one.
+    with pytest.raises(RuntimeError, match="needs GPUs, and the Ray cluster"):
+        zcore_fast.score(x, backend="ray", device="cuda", ray_address=cluster.address)

@@ -120,6 +120,14 @@ def score_halves(
     ray = connect(options.address)
     worker_cls = _worker_class(ray)
     workers, cpus = _shape(ray, options)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if options.gpus_per_worker and gpus < 1:
+        # Actors asking for a GPU the cluster lacks would wait forever.
+        raise RuntimeError(
+            f"device={options.device!r} needs GPUs, and the Ray cluster at "
+            f"{options.address or 'the default address'} has none; add GPU nodes, or use "
+            "device='cpu' or the Rust engine (no device)"
+        )
     # Arrays travel through the object store; paths go as absolute paths
     # (a worker's working directory is not the driver's).
     refs = [ray.put(s) if isinstance(s, np.ndarray) else os.path.abspath(s) for s in sources]
