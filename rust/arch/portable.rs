@@ -199,10 +199,12 @@ pub(super) fn collect_body(a: &[f32], b: &[f32], q: [f32; 2], limit: f32, cand: 
     cand.rows.clear();
     let (mut ca, mut cb) = (a.chunks_exact(16), b.chunks_exact(16));
     for (at, (xa, xb)) in (&mut ca).zip(&mut cb).enumerate() {
-        let mut d = [0f32; 16];
-        for ((o, &x), &y) in d.iter_mut().zip(xa).zip(xb) {
-            *o = (x - q[0]).abs() + (y - q[1]).abs();
-        }
+        // Fixed-size arrays, so the loads are whole vectors.
+        let (xa, xb): (&[f32; 16], &[f32; 16]) = (
+            xa.try_into().expect("16 rows"),
+            xb.try_into().expect("16 rows"),
+        );
+        let d: [f32; 16] = std::array::from_fn(|i| (xa[i] - q[0]).abs() + (xb[i] - q[1]).abs());
         each_within(&d, limit, |i| cand.rows.push((at * 16 + i) as u32));
     }
     let first = a.len() - ca.remainder().len();
