@@ -88,6 +88,10 @@ def _blas_controllers(per_thread: bool) -> list[object]:
 
     An OpenBLAS built on OpenMP (faiss-cpu's) keeps its count in OpenMP's
     per-thread setting: set from one thread, it changes nothing in another.
+    And NumPy's OpenBLAS (0.3.31, pthreads) ignores a count set from a
+    thread other than the main one once the main thread has set one: a cap
+    taken in a worker thread is then not in force. Only speed depends on
+    these counts, never results.
     """
     try:
         from threadpoolctl import ThreadpoolController
