@@ -81,12 +81,41 @@ def test_typiclust_quotas_follow_cluster_sizes() -> None:
 
 def test_typiclust_run_uses_kmeans_with_budget_clusters() -> None:
     x = clustered(400, 6, seed=3)
-    sel = typiclust.run(x, 8, seed=2)
+    sel = typiclust.run(x, 8, seed=2, normalise=False)
     km = kmeans(x, 8, seed=2)
     want, _ = typiclust.select_from_clusters(x, km.labels, 8)
     assert np.array_equal(sel.indices, want) and sel.params["clusters"] == 8
+    assert sel.params["normalise"] is False
     # cap: K <= N / 40
     assert typiclust.run(x, 50, seed=2).params["clusters"] == 10
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_typiclust_normalises_rows_by_default(seed: int) -> None:
+    # The reference's features are L2-normalised: k-means and typicality on
+    # the unit sphere. Oracle: rows divided by their norms in float64, the
+    # same k-means, brute-force typicality.
+    rng = np.random.default_rng(200 + seed)
+    x = clustered(300, 5, seed=seed) + 3.0  # off-centre: norms matter
+    x *= rng.uniform(0.2, 5.0, size=(x.shape[0], 1)).astype(np.float32)
+    unit = (x / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)).astype(np.float32)
+    sel = typiclust.run(x, 7, seed=seed)
+    assert sel.params["normalise"] is True
+    km = kmeans(unit, 7, seed=seed)
+    want = typicality_oracle(unit, km.labels)
+    picks = [
+        int(np.flatnonzero(km.labels == c)[np.argmax(want[km.labels == c])])
+        for c in range(7)
+        if np.sum(km.labels == c) > typiclust.MIN_CLUSTER_SIZE
+    ]
+    assert sorted(sel.indices.tolist()) == sorted(picks)
+    # Scaling any row by a positive factor changes nothing.
+    scaled = x * rng.uniform(0.5, 2.0, size=(x.shape[0], 1)).astype(np.float32)
+    assert np.array_equal(typiclust.run(scaled, 7, seed=seed).indices, sel.indices)
+    # Raw geometry on request: other rows here, where norms vary 25-fold.
+    raw = typiclust.run(x, 7, seed=seed, normalise=False)
+    assert raw.params["normalise"] is False
+    assert sorted(raw.indices.tolist()) != sorted(picks)
 
 
 def probcover_oracle(x: np.ndarray, labels: np.ndarray, budget: int, alpha: float) -> list[int]:

@@ -48,7 +48,7 @@ OWN_OPTIONS: dict[str, tuple[str, ...]] = {
     "elfs": (*DYNAMICS_OPTIONS, "score", "beta", "beta_grid"),
     "ccs": ("score", "descending", "mis_ratio", "strata"),
     "random": (),
-    "typiclust": ("max_clusters", "max_iter"),
+    "typiclust": ("max_clusters", "max_iter", "normalise"),
     "probcover": ("clusters", "alpha", "delta", "max_iter"),
     "herding": ("neighbors", "sigma"),
     "auto": ("classes",),
@@ -134,7 +134,7 @@ def select_with(
             moderate: clusters, max_iter; elfs: score, beta, beta_grid,
             clusters, epochs, batch_size, lr, hidden, device, max_iter;
             ccs: score, descending, mis_ratio, strata + the score's options;
-            typiclust: max_clusters, max_iter; probcover: clusters, alpha,
+            typiclust: max_clusters, max_iter, normalise; probcover: clusters, alpha,
             delta, max_iter; herding: neighbors, sigma; auto: classes.
         column: a table's embedding column (default: "embedding",
             "embeddings", ... or its only list column).
