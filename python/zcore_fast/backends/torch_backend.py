@@ -159,14 +159,14 @@ def score_range(
 
 
 def finish(
-    first: np.ndarray, second: np.ndarray, params: Params
+    first: np.ndarray, second: np.ndarray, params: Params, device: object = "cpu"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(scores, first half, second half) from a run's summed fixed-point
-    halves, as `score_halves` returns them (noise drawn on the CPU: the
-    counter-based streams give the same bits on every device)."""
+    halves, as `score_halves` returns them. The noise is drawn on `device`:
+    the counter-based streams give the same bits on every device."""
     raw = (first + second).astype(np.float64) / search.FIXED_ONE
     if params.rand_init:
-        raw += _noise(params.seed, len(raw), torch.device("cpu"))
+        raw += _noise(params.seed, len(raw), torch.device(device))
     return (
         _normalise(raw),
         first.astype(np.float64) / search.FIXED_ONE,
@@ -223,16 +223,8 @@ def _score(
     progress: ProgressFn | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     scorers = _scorers(src, p, devices, storage, batch_size, pool_memory, kernels)
-    halves = runner.run_all(scorers, p, progress)
-    total = halves[0] + halves[1]
-    raw = total.astype(np.float64) / search.FIXED_ONE
-    if p.rand_init:
-        raw += _noise(p.seed, src.n, devices[0])
-    return (
-        _normalise(raw),
-        halves[0].astype(np.float64) / search.FIXED_ONE,
-        halves[1].astype(np.float64) / search.FIXED_ONE,
-    )
+    first, second = runner.run_all(scorers, p, progress)
+    return finish(first, second, p, devices[0])
 
 
 def _noise(seed: int, n: int, device: torch.device) -> np.ndarray:
