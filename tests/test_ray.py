@@ -6,92 +6,23 @@ in one process; cancellation that stops the remote work."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# Sets Ray's environment before Ray is imported (and skips without Ray).
+import ray_helpers
 import zcore_fast
+from ray_helpers import actor_pids, pool
 from zcore_fast.cli import main
 
-# Read by Ray when it is imported, so set first. The first keeps every node
-# on the loopback address instead of the machine's interface address
-# (DESIGN.md section 10); the others keep the test cluster small and quiet.
-RAY_ENV = {
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_memory_usage_threshold": "0.98",
-}
-os.environ.update(RAY_ENV)
 ray = pytest.importorskip("ray")
-from ray.cluster_utils import Cluster  # noqa: E402
+cluster = pytest.fixture(scope="module")(ray_helpers.cluster)
 
 FAST = {"n_sample": 3_000, "redund_nn": 25}
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """A head and a second node, 2 logical CPUs each, on 127.0.0.1 only
-    (DESIGN.md section 10), with small object stores and no dashboard; every
-    process stopped afterwards."""
-    store = 80 * 1024 * 1024
-    # Ray writes the cluster's address to $RAY_TMPDIR/ray (default /tmp/ray,
-    # which a fresh machine lacks) whatever temp_dir says: keep that in a
-    # directory of the test's own, short because Ray's socket paths live
-    # under it and a Unix socket path has at most 107 bytes.
-    temp = tempfile.mkdtemp(prefix="zrt-", dir="/tmp")
-    os.makedirs(os.path.join(temp, "ray"))
-    old_tmpdir = os.environ.get("RAY_TMPDIR")
-    os.environ["RAY_TMPDIR"] = temp
-    c = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 2,
-            "node_ip_address": "127.0.0.1",
-            "include_dashboard": False,
-            "object_store_memory": store,
-            "temp_dir": temp,
-        },
-    )
-    try:
-        c.add_node(num_cpus=2, node_ip_address="127.0.0.1", object_store_memory=store)
-        ray.init(address=c.address, logging_level="ERROR", log_to_driver=False)
-        assert not _non_loopback_listeners(), _non_loopback_listeners()
-        yield c
-    finally:
-        ray.shutdown()
-        c.shutdown()
-        if old_tmpdir is None:
-            os.environ.pop("RAY_TMPDIR", None)
-        else:
-            os.environ["RAY_TMPDIR"] = old_tmpdir
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def _non_loopback_listeners() -> list[str]:
-    """Listening sockets of Ray's processes not bound to 127.0.0.1 (empty
-    where `ss` is missing: nothing to check with)."""
-    try:
-        out = subprocess.run(["ss", "-Htlnp"], capture_output=True, text=True).stdout
-    except FileNotFoundError:
-        return []
-    ray_names = ("raylet", "gcs_server", "ray::", "default_worker")
-    return [
-        line
-        for line in out.splitlines()
-        if any(n in line for n in ray_names) and "127.0.0.1" not in line.split()[3]
-    ]
-
-
-def pool(seed: int, n: int = 1_500, d: int = 10, dtype: type = np.float32) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(6, d)) * 3
-    return (centres[rng.integers(0, 6, n)] + rng.normal(size=(n, d))).astype(dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
@@ -167,8 +98,7 @@ def test_errors_as_in_one_process(cluster, tmp_path: Path) -> None:
 
 
 def _worker_pids() -> list[int]:
-    out = subprocess.run(["pgrep", "-f", "ray::_Worker"], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
+    return actor_pids("_Worker")
 
 
 def test_killed_worker_is_replaced_and_scores_unchanged(cluster) -> None:

@@ -3,7 +3,7 @@
 import os
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
@@ -13,12 +13,19 @@ _Input = Sequence[str | npt.NDArray[np.floating]]
 __all__ = [
     "CANCEL_EVENT",
     "CancelledError",
+    "RowShard",
     "ZCoreError",
     "build_cache",
     "dim_stats",
     "finish_halves",
     "isa_level",
     "isa_levels",
+    "median_narrow",
+    "median_ranks",
+    "median_rounds",
+    "median_values",
+    "merge_penalties",
+    "merge_winners",
     "rows_to_columns",
     "sample_draws",
     "score",
@@ -68,6 +75,48 @@ def finish_halves(
     seed: int,
     threads: int = 1,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+_U32 = npt.NDArray[np.uint32]
+_U64 = npt.NDArray[np.uint64]
+_F32 = npt.NDArray[np.float32]
+_F64 = npt.NDArray[np.float64]
+_I64 = npt.NDArray[np.int64]
+
+@final
+class RowShard:
+    """One shard of a row-sharded run (the Ray backend's sharding='rows')."""
+
+    def __new__(
+        cls,
+        inputs: _Input,
+        *,
+        first_row: int,
+        total_rows: int,
+        n_sample: int,
+        sample_dim: int,
+        redund_nn: int,
+        redund_exp: float,
+        seed: int,
+        threads: int,
+        isa: str | None = None,
+    ) -> RowShard: ...
+    @property
+    def shape(self) -> tuple[int, int]: ...
+    def extremes(self) -> tuple[_F64, _F64]: ...
+    def key_histogram(self, prefixes: _U32, bits_done: int, bits: int) -> _U32: ...
+    def set_stats(self, lo: _F64, md: _F64, hi: _F64) -> None: ...
+    def winners(self, first: int, count: int) -> tuple[_F32, _U64, _F32]: ...
+    def neighbours(self, first: int, rows: _U64, coords: _F32) -> tuple[_U32, _U64, _F32]: ...
+    def apply(self, first: int, winners: _U64, offsets: _U64, rows: _U64, fixed: _I64) -> None: ...
+    def halves(self) -> tuple[_I64, _I64]: ...
+
+def median_rounds() -> list[int]: ...
+def median_ranks(n: int) -> list[int]: ...
+def median_narrow(counts: _U64, prefixes: _U32, ranks: _U64, bits: int) -> tuple[_U32, _U64]: ...
+def median_values(keys: _U32, n: int) -> _F64: ...
+def merge_winners(parts: list[tuple[_F32, _U64, _F32]], sample_dim: int) -> tuple[_U64, _F32]: ...
+def merge_penalties(
+    parts: list[tuple[_U32, _U64, _F32]], *, k: int, redund_exp: float, threads: int = 1
+) -> tuple[_U64, _U64, _I64]: ...
 def isa_level(name: str | None = None) -> str: ...
 def isa_levels() -> list[str]: ...
 def build_cache(

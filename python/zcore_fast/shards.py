@@ -27,6 +27,7 @@ import numpy as np
 
 from zcore_fast.cache.entries import SourceStat
 from zcore_fast.cache.writer import ColumnFile, fill
+from zcore_fast.io import as_sources
 from zcore_fast.npyfile import open_npy, read_header
 
 ProgressFn = Callable[[int, int], object]
@@ -191,3 +192,25 @@ def writer(
         return n, d, str(dtype)
 
     return write
+
+
+def row_inputs(embeddings: object) -> list[Shards | np.ndarray]:
+    """`embeddings` (one input or a list side by side) for the row-sharded
+    Ray backend: each path (a .npy file, a folder or glob of shards) as its
+    `Shards`, each array as itself; their row counts checked."""
+    items = list(embeddings) if isinstance(embeddings, (list, tuple)) else [embeddings]
+    if not items:
+        raise ValueError("no embeddings given: pass an array, a .npy path, or a list of them")
+    inputs: list[Shards | np.ndarray] = []
+    names = []
+    for i, item in enumerate(items):
+        if isinstance(item, (str, os.PathLike)):
+            inputs.append(open_shards(item))
+            names.append(os.fspath(item))
+        else:
+            array = as_sources([item])[0]
+            assert isinstance(array, np.ndarray)
+            inputs.append(array)
+            names.append(f"array {i}")
+    check_rows(inputs, names)
+    return inputs

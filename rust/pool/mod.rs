@@ -7,7 +7,7 @@
 //! points, and a small strided row subsample used to estimate radii.
 
 mod source;
-mod stats;
+pub mod stats;
 mod transpose;
 
 pub(crate) use source::common_rows;

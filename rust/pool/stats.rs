@@ -26,20 +26,30 @@ pub(super) fn summarise(col: Col<'_>, scratch: &mut Vec<u32>) -> Option<(f64, f6
     }
 }
 
+/// The order-preserving key of `v`: keys compare as unsigned integers as
+/// the values compare as floats (-0 just below +0).
+#[inline]
+pub fn order_key(v: f32) -> u32 {
+    let b = v.to_bits();
+    if b >> 31 == 1 {
+        !b
+    } else {
+        b | 1 << 31
+    }
+}
+
+/// The value of a key (inverse of `order_key`).
+#[inline]
+pub fn from_order_key(k: u32) -> f32 {
+    f32::from_bits(if k >> 31 == 1 { k & !(1 << 31) } else { !k })
+}
+
 fn summarise_f32(col: &[f32], scratch: &mut Vec<u32>) -> Option<(f64, f64, f64)> {
     if !col.iter().all(|v| v.is_finite()) {
         return None;
     }
     // Totally ordered keys of the floats, so selection compares integers.
-    let key = |v: f32| {
-        let b = v.to_bits();
-        if b >> 31 == 1 {
-            !b
-        } else {
-            b | 1 << 31
-        }
-    };
-    let value = |k: u32| f32::from_bits(if k >> 31 == 1 { k & !(1 << 31) } else { !k });
+    let (key, value) = (order_key, from_order_key);
     scratch.clear();
     scratch.extend(col.iter().map(|&v| key(v)));
     let n = scratch.len();

@@ -2,6 +2,7 @@
 //! released; errors become the Python exception that means the same thing.
 
 mod columns;
+mod rows;
 mod sharded;
 mod watch;
 
@@ -258,6 +259,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(score, m)?)?;
     m.add_function(wrap_pyfunction!(sharded::score_range, m)?)?;
     m.add_function(wrap_pyfunction!(sharded::finish_halves, m)?)?;
+    m.add_class::<rows::RowShard>()?;
+    m.add_function(wrap_pyfunction!(rows::median_rounds, m)?)?;
+    m.add_function(wrap_pyfunction!(rows::median_ranks, m)?)?;
+    m.add_function(wrap_pyfunction!(rows::median_narrow, m)?)?;
+    m.add_function(wrap_pyfunction!(rows::median_values, m)?)?;
+    m.add_function(wrap_pyfunction!(rows::merge_winners, m)?)?;
+    m.add_function(wrap_pyfunction!(rows::merge_penalties, m)?)?;
     m.add_function(wrap_pyfunction!(dim_stats, m)?)?;
     m.add_function(wrap_pyfunction!(build_cache, m)?)?;
     m.add_function(wrap_pyfunction!(columns::rows_to_columns, m)?)?;

@@ -9,6 +9,7 @@
 //! any thread count and any order of execution.
 
 pub mod penalty;
+pub mod rows;
 mod runner;
 
 use crate::arch::Isa;

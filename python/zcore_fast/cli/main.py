@@ -51,11 +51,11 @@ from zcore_fast.io import (
     save_array,
     save_selection,
 )
-from zcore_fast.methods.zcore import DEFAULTS, score_report
+from zcore_fast.methods.zcore import DEFAULTS, SHARDINGS, score_report
 from zcore_fast.npyfile import read_header
 from zcore_fast.progress import ProgressBar
 from zcore_fast.select import budget_from_prune_rate, keep_count, select
-from zcore_fast.shards import is_sharded
+from zcore_fast.shards import Shards, is_sharded, row_inputs
 
 
 def _budget(text: str) -> float | int:
@@ -134,7 +134,14 @@ def _add_scoring_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--workers",
         type=positive_int,
-        help="--backend ray: workers sharing the samples (default one per node)",
+        help="--backend ray: workers sharing the work (default one per node)",
+    )
+    g.add_argument(
+        "--sharding",
+        choices=SHARDINGS,
+        help="--backend ray: samples: every worker reads the whole pool from shared storage "
+        "and scores a share of the samples (default); rows: every worker holds a range of "
+        "the rows, for pools too large for one node",
     )
     g.add_argument(
         "--ray-device",
@@ -246,7 +253,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if tables and len(sources) > 1:
         raise UsageError("a Parquet input is a pool on its own; give it without other files")
     show = not args.quiet and not args.json and sys.stdout.isatty()
-    if not needs_resolving(sources):
+    # Row shards go to the Ray workers as files, each reading its rows.
+    if not needs_resolving(sources) or (args.sharding == "rows" and not tables):
         return _run_pool(args, Resolved(sources), budget, show)
     with ExitStack() as held:
         # The table's bar closes before the scoring bar opens (one live
@@ -271,8 +279,14 @@ def _run_pool(
     args: argparse.Namespace, table: Resolved, budget: float | int | None, show: bool
 ) -> dict[str, Any]:
     """Runs `select` or `score` on a pool whose table (if any) is resolved."""
-    sources = as_sources(table.embeddings)
-    n, d = _shape(sources)
+    if args.sharding == "rows" and not table.is_table:
+        sources: list[Any] = list(table.embeddings)
+        inputs = row_inputs(sources)
+        n = inputs[0].n if isinstance(inputs[0], Shards) else int(inputs[0].shape[0])
+        d = sum(x.d if isinstance(x, Shards) else int(x.shape[1]) for x in inputs)
+    else:
+        sources = as_sources(table.embeddings)
+        n, d = _shape(sources)
     if budget is not None and n:
         try:
             keep_count(budget, n)
@@ -298,10 +312,14 @@ def _run_pool(
         "cache": "never" if table.is_table else args.cache or "auto",
         "cache_dir": args.cache_dir,
     }
+    ray_flags = (args.ray_address, args.workers, args.ray_device, args.sharding)
     if args.backend == "ray":
         params.update(ray_address=args.ray_address, workers=args.workers, device=args.ray_device)
-    elif any(v is not None for v in (args.ray_address, args.workers, args.ray_device)):
-        raise UsageError("--ray-address, --workers and --ray-device apply to --backend ray")
+        params.update(sharding=args.sharding or "samples")
+    elif any(v is not None for v in ray_flags):
+        raise UsageError(
+            "--ray-address, --workers, --ray-device and --sharding apply to --backend ray"
+        )
     start = time.perf_counter()
     with ProgressBar(enabled=show, total=None) as bar:
         building = bar.stage("building column cache", "rows")

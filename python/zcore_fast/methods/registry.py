@@ -130,7 +130,7 @@ def select_with(
         **options: the method's options (`method_options(method)`):
             zcore: n_sample, sample_dim, redund_nn, redund_exp, rand_init, and
             where it runs: backend ("ray" for a Ray cluster), device,
-            ray_address, workers;
+            ray_address, workers, sharding ("samples" or "rows");
             moderate: clusters, max_iter; elfs: score, beta, beta_grid,
             clusters, epochs, batch_size, lr, hidden, device, max_iter;
             ccs: score, descending, mis_ratio, strata + the score's options;

@@ -5,22 +5,27 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from functools import partial
 from numbers import Real
-from typing import Callable, Literal, Union
+from typing import Any, Callable, Literal, Union
 
 import numpy as np
 
 from zcore_fast import _native, backends
 from zcore_fast.cache import CacheMode, cached, check_mode
-from zcore_fast.integrations.tables import resolve
+from zcore_fast.integrations.tables import Resolved, is_table, resolve
 from zcore_fast.io import Embeddings, PathLike, as_sources
 from zcore_fast.npyfile import SizeMismatchError, read_header
+from zcore_fast.shards import Shards, row_inputs
 from zcore_fast.threads import available_threads
 
 ProgressFn = Callable[[int, int], object]
 SampleCount = Union[int, Literal["auto"]]
+
+#: How backend="ray" splits the work: the samples, or the pool's rows.
+SHARDINGS = ("samples", "rows")
 
 #: `n_sample="auto"` aims for this many redundancy penalties per row on
 #: average, so that at 10^7-10^8 rows most rows are still looked at.
@@ -132,6 +137,7 @@ def score(
     id_column: str | None = None,
     ray_address: str | None = None,
     workers: int | None = None,
+    sharding: str = "samples",
 ) -> np.ndarray:
     """ZCore scores of every row of `embeddings`, float32 in [0, 1].
 
@@ -184,8 +190,13 @@ def score(
             (the row numbers stay the scores' positions).
         ray_address: backend="ray": the cluster's address; default Ray's own
             (RAY_ADDRESS, else "auto": a cluster started here).
-        workers: backend="ray": how many workers share the samples; default
+        workers: backend="ray": how many workers share the work; default
             one per node, each with the node's CPUs.
+        sharding: backend="ray": "samples" (every worker maps the whole
+            pool from shared storage and scores a share of the samples) or
+            "rows" (every worker holds a contiguous range of the rows, for
+            pools too large for one node; README "Ray"). Both give the
+            scores of one process, bit for bit.
 
     Returns:
         float32 array of shape (N,): higher means keep. `score_report`
@@ -217,6 +228,7 @@ def score(
         id_column=id_column,
         ray_address=ray_address,
         workers=workers,
+        sharding=sharding,
     ).scores
 
 
@@ -240,6 +252,7 @@ def score_report(
     id_column: str | None = None,
     ray_address: str | None = None,
     workers: int | None = None,
+    sharding: str = "samples",
 ) -> ScoreReport:
     """ZCore scores with the sample count used and a convergence measure.
 
@@ -247,14 +260,23 @@ def score_report(
     the raw scores of the first and second half of the samples; it costs
     nothing extra (the halves sum exactly to the full run).
     """
-    with resolve(
-        embeddings,
-        column=column,
-        id_column=id_column,
-        cache=cache,
-        cache_dir=cache_dir,
-        threads=threads,
-        progress=cache_progress,
+    if sharding not in SHARDINGS:
+        raise ValueError(f"sharding must be 'samples' or 'rows', got {sharding!r}")
+    # Row shards are read by the workers, each its own rows: only a table
+    # is resolved here (into one file or array the workers slice).
+    keep_rows = sharding == "rows" and not any(map(is_table, _items(embeddings)))
+    with (
+        nullcontext(Resolved(embeddings))
+        if keep_rows
+        else resolve(
+            embeddings,
+            column=column,
+            id_column=id_column,
+            cache=cache,
+            cache_dir=cache_dir,
+            threads=threads,
+            progress=cache_progress,
+        )
     ) as table:
         report = _score_report(
             table.embeddings,
@@ -274,6 +296,7 @@ def score_report(
             cache_progress=cache_progress,
             ray_address=ray_address,
             workers=workers,
+            sharding=sharding,
         )
     if not table.is_table:
         return report
@@ -304,8 +327,10 @@ def _score_report(
     cache_progress: ProgressFn | None,
     ray_address: str | None,
     workers: int | None,
+    sharding: str = "samples",
 ) -> ScoreReport:
-    sources = as_sources(embeddings)
+    rows_sharded = sharding == "rows"
+    sources: list[Any] = row_inputs(embeddings) if rows_sharded else as_sources(embeddings)
     sample_dim = _positive_int("sample_dim", sample_dim)
     redund_nn = _positive_int("redund_nn", redund_nn)
     if n_sample == "auto":
@@ -321,16 +346,17 @@ def _score_report(
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be callable as {name}(done, total)")
     engine, devices = backends.resolve(backend, device)
-    if engine != "ray" and (ray_address is not None or workers is not None):
-        raise ValueError("ray_address= and workers= are for backend='ray'")
+    if engine != "ray" and (ray_address is not None or workers is not None or rows_sharded):
+        raise ValueError("ray_address=, workers= and sharding= are for backend='ray'")
     if workers is not None:
         workers = _positive_int("workers", workers)
-    _check_sizes(sources)
+    if not rows_sharded:
+        _check_sizes(sources)
     # The torch backends read the inputs themselves: only the Rust engine
     # (here or on Ray workers, which map the same path) scores from the
     # dimension-major cache.
     mode = check_mode(cache)  # refused on every backend alike
-    if engine == "torch" or (engine == "ray" and devices is not None):
+    if engine == "torch" or (engine == "ray" and devices is not None) or rows_sharded:
         mode = "never"
     # Resolved before any work, so a bad ZCORE_FAST_ISA fails at once.
     isa = _native.isa_level() if engine == "cpu" else None
@@ -342,7 +368,11 @@ def _score_report(
             run = partial(_native.score, isa=isa)
         elif engine == "ray":
             run = partial(
-                _score_on_ray, ray_address=ray_address, workers=workers, device=devices
+                _score_on_ray,
+                ray_address=ray_address,
+                workers=workers,
+                device=devices,
+                sharding=sharding,
             )
         else:
             run = backends.scorer(devices)
@@ -373,7 +403,12 @@ def _score_report(
             "threads": threads,
             "backend": engine,
             **(
-                {"ray_address": ray_address, "workers": workers, "device": devices}
+                {
+                    "ray_address": ray_address,
+                    "workers": workers,
+                    "device": devices,
+                    "sharding": sharding,
+                }
                 if engine == "ray"
                 else {}
             ),
@@ -399,6 +434,7 @@ def _score_on_ray(
     ray_address: str | None,
     workers: int | None,
     device: object,
+    sharding: str = "samples",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`_native.score` with the samples split over Ray workers: the same
     (scores, halves) bit for bit; with `device` ("cuda" or "cpu") the
@@ -407,6 +443,22 @@ def _score_on_ray(
     (and GPU) Ray gave it."""
     from zcore_fast.backends import ray_backend
 
+    if sharding == "rows":
+        from zcore_fast.backends import ray_rows
+
+        first, second = ray_rows.score_halves(
+            sources,  # type: ignore[arg-type] # row_inputs: shards and arrays
+            n_sample=n_sample,
+            sample_dim=sample_dim,
+            redund_nn=redund_nn,
+            redund_exp=redund_exp,
+            seed=seed,
+            options=ray_backend.RayOptions(
+                ray_address, workers, device=None if device is None else str(device)
+            ),
+            progress=progress,
+        )
+        return _native.finish_halves(first, second, rand_init=rand_init, seed=seed)
     first, second = ray_backend.score_halves(
         sources,
         n_sample=n_sample,
@@ -434,6 +486,8 @@ def _rows(sources: Sequence[object]) -> int:
     first = sources[0]
     if isinstance(first, np.ndarray):
         return int(first.shape[0])
+    if isinstance(first, Shards):
+        return first.n
     try:
         shape = read_header(str(first)).shape
     except (OSError, ValueError):
@@ -454,3 +508,8 @@ def _check_sizes(sources: list[object]) -> None:
                 raise
             except (OSError, ValueError):
                 pass
+
+
+def _items(embeddings: object) -> list[object]:
+    """The inputs of `embeddings` (one or a list)."""
+    return list(embeddings) if isinstance(embeddings, (list, tuple)) else [embeddings]
