@@ -42,6 +42,17 @@ def test_bit_identical_for_one_two_and_three_workers(cluster, tmp_path: Path, dt
             assert got.parameters["workers"] == workers
 
 
+def test_band_search_pools_split_by_band_dimension(cluster) -> None:
+    """A pool large enough for band search: the workers split the samples
+    by band dimension (each builds its own dimensions' band indexes)."""
+    x = pool(21, n=100_000, d=5)
+    params = {"n_sample": 2_000, "redund_nn": 50, "seed": 4}
+    want = zcore_fast.score(x, **params)
+    for workers in (2, 3, 7):
+        got = zcore_fast.score(x, backend="ray", workers=workers, **params)
+        np.testing.assert_array_equal(got, want)
+
+
 def test_shard_folder_and_column_cache(cluster, tmp_path: Path) -> None:
     x = pool(2, n=1_200)
     folder = tmp_path / "shards"

@@ -71,6 +71,15 @@ def test_other_parameters_and_select_with(cluster) -> None:
         np.testing.assert_array_equal(got, want)
 
 
+def test_more_workers_than_the_cluster_runs_at_once(cluster) -> None:
+    """Row workers must all run at once: 9 asked of a 4-CPU cluster run as
+    4 (the scores do not depend on the count)."""
+    x = pool(22, n=400, d=4)
+    want = zcore_fast.score(x, **FAST)
+    got = zcore_fast.score(x, workers=9, **ROWS, **FAST)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_tiny_pools(cluster) -> None:
     for n in (2, 3, 5):
         x = pool(15, n=n, d=3)

@@ -66,6 +66,8 @@ def score_range(
     end: int,
     progress: Callable[[int, int], object] | None = None,
     isa: str | None = None,
+    part: int = 0,
+    parts: int = 1,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
 def finish_halves(
     first: npt.NDArray[np.int64],

@@ -5,7 +5,7 @@
 
 use super::watch::with_pool;
 use super::{resolve_isa, ZCoreError, CONVERGENCE_ROWS};
-use crate::score::{self as zcore, Halves, Params, Search};
+use crate::score::{self as zcore, Halves, Params, Part, Search};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -15,9 +15,12 @@ type I64Array<'py> = Bound<'py, PyArray1<i64>>;
 /// Scores samples `start..end` of a run of `n_sample` samples: returns that
 /// range's contribution to the fixed-point raw scores of the first and the
 /// second half of the whole run (int64, one per row). Summed over ranges
-/// that tile `0..n_sample`, they equal the full run's halves exactly.
+/// that tile `0..n_sample`, they equal the full run's halves exactly. With
+/// `parts` > 1, only part `part` of the range (`score::Part`: by band
+/// dimension under band search, else a sub-range); the parts sum to the
+/// range's halves.
 #[pyfunction]
-#[pyo3(signature = (inputs, *, n_sample, sample_dim, redund_nn, redund_exp, seed, threads, start, end, progress=None, isa=None))]
+#[pyo3(signature = (inputs, *, n_sample, sample_dim, redund_nn, redund_exp, seed, threads, start, end, progress=None, isa=None, part=0, parts=1))]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn score_range<'py>(
     py: Python<'py>,
@@ -32,6 +35,8 @@ pub(super) fn score_range<'py>(
     end: u64,
     progress: Option<Py<PyAny>>,
     isa: Option<&str>,
+    part: usize,
+    parts: usize,
 ) -> PyResult<(I64Array<'py>, I64Array<'py>)> {
     let params = Params {
         search: Search::Auto,
@@ -46,7 +51,8 @@ pub(super) fn score_range<'py>(
         threads,
     };
     let halves = with_pool(py, inputs, threads, progress.as_ref(), |pool, report| {
-        zcore::raw_halves_range(pool, &params, start..end, report)
+        let part = Part { index: part, parts };
+        zcore::raw_halves_part(pool, &params, start..end, part, report)
     })?;
     Ok((
         halves.first.into_pyarray(py),

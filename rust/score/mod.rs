@@ -18,7 +18,7 @@ use crate::pool::Pool;
 use crate::rng::{distinct_dims, triangular, Stream, STREAM_NOISE, STREAM_SAMPLE};
 use crate::search::Searcher;
 use penalty::Penalties;
-pub use runner::{Search, BAND_MIN_ROWS};
+pub use runner::{Part, Search, BAND_MIN_ROWS};
 
 /// Scoring parameters, with the paper's names and defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -231,7 +231,28 @@ pub fn raw_halves_range(
     samples: std::ops::Range<u64>,
     progress: &mut dyn FnMut(u64, u64) -> Result<()>,
 ) -> Result<Halves> {
+    raw_halves_part(pool, p, samples, Part::WHOLE, progress)
+}
+
+/// `raw_halves_range` for one `part` of the range (see `Part`): the parts
+/// `0..parts` of a range sum, element by element, to exactly the range's
+/// halves. `progress(done, total)` then counts within the part's share of
+/// the work, whose `total` may be the whole range's (band search).
+pub fn raw_halves_part(
+    pool: &Pool,
+    p: &Params,
+    samples: std::ops::Range<u64>,
+    part: Part,
+    progress: &mut dyn FnMut(u64, u64) -> Result<()>,
+) -> Result<Halves> {
     p.validate(pool.n, pool.d)?;
+    if part.parts == 0 || part.index >= part.parts {
+        return Err(invalid!(
+            "part {} of {} does not exist; parts are numbered 0..parts",
+            part.index,
+            part.parts
+        ));
+    }
     if samples.start > samples.end || samples.end > p.n_sample {
         return Err(invalid!(
             "sample range {}..{} is not within 0..n_sample = 0..{}",
@@ -240,7 +261,7 @@ pub fn raw_halves_range(
             p.n_sample
         ));
     }
-    runner::run_range(pool, p, samples, progress)
+    runner::run_range(pool, p, samples, part, progress)
 }
 
 /// Fixed-point sums back to floats.
@@ -381,6 +402,41 @@ mod tests {
                 assert_eq!(second, full.second, "{search:?} {cuts:?}");
             }
         }
+        // Parts of a range (by band dimension under band search) add up too.
+        for search in [Search::Brute, Search::Band] {
+            let p = Params {
+                search,
+                ..params(1_999, 2)
+            };
+            let full = raw_halves_range(&pool, &p, 100..1_999, &mut no_progress).unwrap();
+            for parts in [1, 2, 3, 7] {
+                let mut sum = Halves {
+                    first: vec![0; pool.n],
+                    second: vec![0; pool.n],
+                };
+                let mut nonzero = 0;
+                for index in 0..parts {
+                    let part = Part { index, parts };
+                    let h = raw_halves_part(&pool, &p, 100..1_999, part, &mut no_progress).unwrap();
+                    nonzero += usize::from(h.first.iter().chain(&h.second).any(|&v| v != 0));
+                    sum.first
+                        .iter_mut()
+                        .zip(&h.first)
+                        .for_each(|(a, b)| *a += b);
+                    sum.second
+                        .iter_mut()
+                        .zip(&h.second)
+                        .for_each(|(a, b)| *a += b);
+                }
+                assert_eq!(sum.first, full.first, "{search:?} {parts}");
+                assert_eq!(sum.second, full.second, "{search:?} {parts}");
+                // Every part did some of the work (5 dimensions, <= 7 parts:
+                // under band search a part may own no dimension).
+                assert!(nonzero >= parts.min(5), "{search:?} {parts}: {nonzero}");
+            }
+        }
+        let bad = Part { index: 2, parts: 2 };
+        assert!(raw_halves_part(&pool, &params(10, 1), 0..10, bad, &mut no_progress).is_err());
         assert!(raw_halves_range(&pool, &params(10, 1), 5..11, &mut no_progress).is_err());
         let reversed = std::ops::Range { start: 6, end: 5 };
         assert!(raw_halves_range(&pool, &params(10, 1), reversed, &mut no_progress).is_err());

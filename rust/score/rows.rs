@@ -440,10 +440,13 @@ pub fn merge_penalties(parts: &[Nearby], k: usize, p: &Params) -> Result<Merged>
                     all.select_nth_unstable(k - 1);
                     all.truncate(k);
                 }
-                // Sorted, so position order is (distance, global row)
-                // order: the penalty arithmetic breaks ties between
-                // duplicates by row, and sees the positions as rows.
-                all.sort_unstable();
+                // The penalty arithmetic sees positions as rows, and breaks
+                // ties between duplicates (distance 0) by row: with a
+                // duplicate, sort so position order is global row order.
+                // Otherwise the order changes nothing.
+                if all.iter().any(|&(d, _)| d == 0) {
+                    all.sort_unstable();
+                }
                 nbs.clear();
                 nbs.extend(all.iter().enumerate().map(|(j, &(d, _))| Neighbour {
                     row: j as u32,

@@ -85,6 +85,41 @@ fn tile_bytes() -> (usize, usize) {
 /// private memory at 16 bytes per row whatever the thread count.
 const PER_THREAD_BYTES: usize = 256 << 20;
 
+/// Which share of a range of samples one process runs, when several
+/// processes (Ray workers) split one range: `index` of `parts`. Every
+/// sample falls in exactly one part, so the parts' halves add up to the
+/// whole range's.
+///
+/// Under band search the samples are split by their band dimension
+/// (contiguous groups of dimensions): each part then builds the band
+/// indexes of its own dimensions only, the fixed cost that a split by
+/// sample index would repeat in every part. Under brute force the range
+/// is cut into contiguous sub-ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    /// This part (`< parts`).
+    pub index: usize,
+    /// How many parts the range is split into (>= 1).
+    pub parts: usize,
+}
+
+impl Part {
+    /// The whole range.
+    pub const WHOLE: Part = Part { index: 0, parts: 1 };
+
+    /// This part's contiguous share of `range`.
+    fn cut(self, range: std::ops::Range<u64>) -> std::ops::Range<u64> {
+        let len = u128::from(range.end - range.start);
+        let at = |i: usize| range.start + (len * i as u128 / self.parts as u128) as u64;
+        at(self.index)..at(self.index + 1)
+    }
+
+    /// Whether band dimension `dim` (of `d`) is this part's.
+    fn owns_dim(self, dim: usize, d: usize) -> bool {
+        dim * self.parts / d == self.index
+    }
+}
+
 /// How samples find their neighbours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Search {
@@ -452,11 +487,16 @@ pub(crate) fn run_range(
     pool: &Pool<'_>,
     p: &Params,
     samples: std::ops::Range<u64>,
+    part: Part,
     progress: &mut dyn FnMut(u64, u64) -> Result<()>,
 ) -> Result<Halves> {
+    let band = use_band(pool, p);
+    // Brute force: this part's share of the range. Band search: the whole
+    // range is drawn, and the stretches of other parts' band dimensions
+    // are skipped below.
+    let samples = if band { samples } else { part.cut(samples) };
     let (start, end) = (samples.start, samples.end);
     let total = end - start;
-    let band = use_band(pool, p);
     let sorted_sub: Vec<Vec<f32>> = if band {
         (0..pool.d)
             .map(|d| {
@@ -506,6 +546,10 @@ pub(crate) fn run_range(
                         .iter()
                         .position(|&i| batch.band_dim[i as usize] != b)
                         .unwrap_or(len - at);
+                if !part.owns_dim(b as usize, pool.d) {
+                    at = end;
+                    continue;
+                }
                 index.build(pool, b);
                 stretch(
                     &batch.order[at..end],

@@ -3,11 +3,16 @@
 Each worker is a Ray actor that memory-maps the pool itself, from a path
 every node can read (the .npy files, or their column cache on shared
 storage; arrays travel through Ray's object store), and scores a disjoint
-range of sample indices with the Rust engine, its rayon pool sized from
-the CPUs Ray assigned it. Every sample's draws depend only on (seed, its
-index) and its effects are added as fixed-point integers, so the ranges'
-partial sums add up exactly: the scores are bit-identical to one local
-process for any number of workers and any split (`_native.score_range`).
+share of the samples with the Rust engine, its rayon pool sized from the
+CPUs Ray assigned it. The shares are parts of the run (`score::Part`):
+under band search (large pools) the samples whose band dimension is in
+the worker's group of dimensions, so each worker builds the band indexes
+of its own dimensions only (a fixed cost per worker that a split by
+sample index would repeat on every worker); otherwise contiguous ranges.
+Every sample's draws depend only on (seed, its index) and its effects are
+added as fixed-point integers, so the parts' partial sums add up exactly:
+the scores are bit-identical to one local process for any number of
+workers and any split (`_native.score_range`).
 
 The partial sums are reduced in a tree of Ray tasks, so the driver
 receives one pair of N-sized vectors, not one per worker. A worker that
@@ -38,6 +43,8 @@ from typing import Any, Callable
 import numpy as np
 
 ProgressFn = Callable[[int, int], object]
+#: One worker's job: samples start..end, part `part` of `parts` of them.
+Job = tuple[int, int, int, int]
 
 #: Times a range is started again after its worker died, before giving up.
 MAX_RETRIES = 3
@@ -140,7 +147,13 @@ def score_halves(
         "isa": isa,
         "device": options.device,
     }
-    jobs = ranges(n_sample, workers)
+    # The Rust engine splits the whole run into parts (by band dimension
+    # under band search, so each worker builds only its dimensions' band
+    # indexes); the torch backend takes contiguous ranges of samples.
+    if options.device is None:
+        jobs = [(0, n_sample, i, workers) for i in range(workers)]
+    else:
+        jobs = [(a, b, 0, 1) for a, b in ranges(n_sample, workers)]
 
     def new_actor() -> Any:
         return worker_cls.options(num_cpus=cpus, num_gpus=options.gpus_per_worker).remote()
@@ -172,7 +185,7 @@ def _run(
     ray: Any,
     new_actor: Callable[[], Any],
     actors: list[Any],
-    jobs: list[tuple[int, int]],
+    jobs: list[Job],
     sources: list[Any],
     params: dict[str, Any],
     progress: ProgressFn | None,
@@ -185,8 +198,7 @@ def _run(
     retries = [0] * len(jobs)
 
     def start(i: int) -> None:
-        a, b = jobs[i]
-        ref = actors[i].run.remote(sources, params, a, b)
+        ref = actors[i].run.remote(sources, params, *jobs[i])
         pending[ref] = i
 
     for i in range(len(jobs)):
@@ -203,7 +215,7 @@ def _run(
                     retries[i] += 1
                     if retries[i] > MAX_RETRIES:
                         raise RuntimeError(
-                            f"the Ray worker for samples {jobs[i][0]}..{jobs[i][1]} died "
+                            f"the Ray worker for {_describe(jobs[i])} died "
                             f"{retries[i]} times; see the Ray logs (is a node out of memory?)"
                         ) from None
                     actors[i] = new_actor()
@@ -212,6 +224,10 @@ def _run(
                 except ray.exceptions.RayTaskError as e:
                     raise _original(e) from None
                 results[i] = ref
+                # Its CPUs go to workers still waiting for some (more
+                # workers than the cluster runs at once); the result stays
+                # in the node's object store, owned by this driver.
+                ray.kill(actors[i], no_restart=True)
             now = time.monotonic()
             if progress is not None and now - last_poll >= POLL_SECONDS:
                 last_poll = now
@@ -227,10 +243,22 @@ def _run(
     return results
 
 
-def _done(ray: Any, actors: list[Any], jobs: list[tuple[int, int]], results: list[Any]) -> int:
-    """Samples done across the cluster (finished ranges count whole)."""
+def _describe(job: Job) -> str:
+    """A job in words, for errors."""
+    a, b, part, parts = job
+    return f"samples {a}..{b}" + (f" (part {part + 1} of {parts})" if parts > 1 else "")
+
+
+def _share(job: Job) -> float:
+    """The samples a job stands for: its range's share."""
+    a, b, _, parts = job
+    return (b - a) / parts
+
+
+def _done(ray: Any, actors: list[Any], jobs: list[Job], results: list[Any]) -> int:
+    """Samples done across the cluster (finished jobs count whole)."""
     polls = {i: a.done.remote() for i, a in enumerate(actors) if results[i] is None}
-    done = sum(b - a for (a, b), r in zip(jobs, results) if r is not None)
+    done = round(sum(_share(j) for j, r in zip(jobs, results) if r is not None))
     try:
         done += sum(ray.get(list(polls.values()), timeout=5))
     except Exception:  # a worker that is being replaced: counted next time
@@ -304,7 +332,13 @@ class _Worker:
         self._stop.set()
 
     def run(
-        self, sources: list[Any], params: dict[str, Any], start: int, end: int
+        self,
+        sources: list[Any],
+        params: dict[str, Any],
+        start: int,
+        end: int,
+        part: int = 0,
+        parts: int = 1,
     ) -> tuple[np.ndarray, np.ndarray]:
         import ray
 
@@ -321,8 +355,11 @@ class _Worker:
                 )
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
 
+        share = _share((start, end, part, parts))
+
         def progress(done: int, total: int) -> None:
-            self._done = done
+            # The engine counts within the part's work; report samples.
+            self._done = round(share * done / total) if total else 0
             if self._stop.is_set():
                 raise KeyboardInterrupt("cancelled by the driver")
 
@@ -334,6 +371,8 @@ class _Worker:
             inputs,
             start=start,
             end=end,
+            part=part,
+            parts=parts,
             threads=max(1, int(cpus)),
             progress=progress,
             **params,

@@ -87,6 +87,11 @@ def score_halves(
     ray = connect(options.address)
     worker_cls = _worker_class(ray)
     workers, cpus = _shape(ray, options)
+    # Every worker takes part in every batch, so all must run at once: no
+    # more of them than the cluster's CPUs hold (the scores do not depend
+    # on the count).
+    total_cpus = int(ray.cluster_resources().get("CPU", cpus))
+    workers = max(1, min(workers, total_cpus // cpus))
     n = inputs[0].n if isinstance(inputs[0], Shards) else int(inputs[0].shape[0])
     jobs = row_ranges(n, workers)
     params = {
@@ -160,27 +165,35 @@ def _run(
     k = min(params["redund_nn"], n - 1)
     most = max(1, MAX_BATCH_BYTES // (12 * k * len(actors)))
     threads = available_threads()
-    first, size = 0, min(FIRST_BATCH, most)
-    while first < n_sample:
-        count = min(size, n_sample - first)
-        start = time.perf_counter()
-        winners = ray.get([a.winners.remote(first, count) for a in actors])
-        rows, coords = _native.merge_winners(winners, sample_dim)
+    # The draws, winners and neighbours of a batch do not depend on the
+    # scores, so each worker starts the next batch's winners while the
+    # driver merges this batch's neighbours.
+    size = min(FIRST_BATCH, most)
+    first, count = 0, min(size, n_sample)
+    pending = [a.winners.remote(first, count) for a in actors]
+    tick = time.perf_counter()
+    while pending:
+        rows, coords = _native.merge_winners(ray.get(pending), sample_dim)
         centres = ray.put((rows, coords))
-        near = ray.get([a.neighbours.remote(first, centres) for a in actors])
+        near_refs = [a.neighbours.remote(first, centres) for a in actors]
+        # Batches grow while one round takes less than TARGET_SECONDS.
+        now = time.perf_counter()
+        if now - tick < TARGET_SECONDS:
+            size = min(2 * size, most)
+        tick = now
+        following = first + count
+        next_count = min(size, n_sample - following)
+        pending = [a.winners.remote(following, next_count) for a in actors] if next_count else []
         merged = _native.merge_penalties(
-            near, k=k, redund_exp=params["redund_exp"], threads=threads
+            ray.get(near_refs), k=k, redund_exp=params["redund_exp"], threads=threads
         )
         effects = ray.put((rows, *merged))
-        # Not waited for: each worker runs its calls in order, so the next
-        # batch's exchanges come after it.
+        # Not waited for: each worker runs its calls in order.
         for a in actors:
             a.apply.remote(first, effects)
-        first += count
-        if time.perf_counter() - start < TARGET_SECONDS:
-            size = min(2 * size, most)
         if progress is not None:
-            progress(first, n_sample)
+            progress(following, n_sample)
+        first, count = following, next_count
     halves = ray.get([a.halves.remote() for a in actors])
     return (
         np.concatenate([h[0] for h in halves]),
