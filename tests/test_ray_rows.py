@@ -6,6 +6,7 @@ tiny pools, a killed worker; errors as in one process; cancellation."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -158,7 +159,7 @@ def test_a_raising_progress_callback_stops_every_worker(cluster) -> None:
     assert not actor_pids("_RowWorker"), "workers still running after the run stopped"
 
 
-def test_cli_sharding_rows(cluster, tmp_path: Path) -> None:
+def test_cli_sharding_rows(cluster, tmp_path: Path, capsys) -> None:
     x = pool(20, n=900)
     folder = tmp_path / "shards"
     folder.mkdir()
@@ -171,3 +172,11 @@ def test_cli_sharding_rows(cluster, tmp_path: Path) -> None:
     assert main(["select", str(folder), "-o", str(out), *flags, *ray_flags]) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(out))
     assert main(["select", str(folder), "-o", str(out), *flags, "--sharding", "rows"]) == 2
+    capsys.readouterr()
+    json_flags = ["--n-sample", "500", "--redund-nn", "25", "--json"]
+    assert main(["score", str(folder), "-o", str(tmp_path / "s.npy"), *json_flags,
+                 *ray_flags]) == 0  # fmt: skip
+    summary = json.loads(capsys.readouterr().out)
+    shards = summary["input"]["inputs"][0]["shards"]
+    assert [s["first_row"] for s in shards] == [0, 225, 450, 675]
+    assert summary["parameters"]["sharding"] == "rows"

@@ -77,6 +77,7 @@ def finish_halves(
     seed: int,
     threads: int = 1,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+
 _U32 = npt.NDArray[np.uint32]
 _U64 = npt.NDArray[np.uint64]
 _F32 = npt.NDArray[np.float32]

@@ -194,6 +194,25 @@ def writer(
     return write
 
 
+def describe_inputs(inputs: Sequence[Shards | np.ndarray], names: Sequence[str]) -> dict:
+    """For summaries (`--json`): every input side by side, with its shards
+    and their first rows."""
+    return {
+        "format": "npy-shards",
+        "inputs": [
+            x.describe() if isinstance(x, Shards) else {"path": nm} for x, nm in zip(inputs, names)
+        ],
+    }
+
+
+def input_names(items: Sequence[object]) -> list[str]:
+    """How errors and summaries name inputs: paths as given, arrays by position."""
+    return [
+        os.fspath(x) if isinstance(x, (str, os.PathLike)) else f"array {i}"
+        for i, x in enumerate(items)
+    ]
+
+
 def row_inputs(embeddings: object) -> list[Shards | np.ndarray]:
     """`embeddings` (one input or a list side by side) for the row-sharded
     Ray backend: each path (a .npy file, a folder or glob of shards) as its
@@ -202,15 +221,12 @@ def row_inputs(embeddings: object) -> list[Shards | np.ndarray]:
     if not items:
         raise ValueError("no embeddings given: pass an array, a .npy path, or a list of them")
     inputs: list[Shards | np.ndarray] = []
-    names = []
-    for i, item in enumerate(items):
+    for item in items:
         if isinstance(item, (str, os.PathLike)):
             inputs.append(open_shards(item))
-            names.append(os.fspath(item))
         else:
             array = as_sources([item])[0]
             assert isinstance(array, np.ndarray)
             inputs.append(array)
-            names.append(f"array {i}")
-    check_rows(inputs, names)
+    check_rows(inputs, input_names(items))
     return inputs

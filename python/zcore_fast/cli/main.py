@@ -55,7 +55,7 @@ from zcore_fast.methods.zcore import DEFAULTS, SHARDINGS, score_report
 from zcore_fast.npyfile import read_header
 from zcore_fast.progress import ProgressBar
 from zcore_fast.select import budget_from_prune_rate, keep_count, select
-from zcore_fast.shards import Shards, is_sharded, row_inputs
+from zcore_fast.shards import Shards, describe_inputs, input_names, is_sharded, row_inputs
 
 
 def _budget(text: str) -> float | int:
@@ -254,7 +254,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("a Parquet input is a pool on its own; give it without other files")
     show = not args.quiet and not args.json and sys.stdout.isatty()
     # Row shards go to the Ray workers as files, each reading its rows.
-    if not needs_resolving(sources) or (args.sharding == "rows" and not tables):
+    if args.sharding == "rows" and not tables:
+        info = describe_inputs(row_inputs(sources), input_names(sources))
+        return _run_pool(args, Resolved(sources, info=info), budget, show)
+    if not needs_resolving(sources):
         return _run_pool(args, Resolved(sources), budget, show)
     with ExitStack() as held:
         # The table's bar closes before the scoring bar opens (one live
@@ -279,8 +282,9 @@ def _run_pool(
     args: argparse.Namespace, table: Resolved, budget: float | int | None, show: bool
 ) -> dict[str, Any]:
     """Runs `select` or `score` on a pool whose table (if any) is resolved."""
-    if args.sharding == "rows" and not table.is_table:
-        sources: list[Any] = list(table.embeddings)
+    if args.sharding == "rows":
+        embeddings = table.embeddings
+        sources: list[Any] = list(embeddings) if isinstance(embeddings, list) else [embeddings]
         inputs = row_inputs(sources)
         n = inputs[0].n if isinstance(inputs[0], Shards) else int(inputs[0].shape[0])
         d = sum(x.d if isinstance(x, Shards) else int(x.shape[1]) for x in inputs)

@@ -23,7 +23,14 @@ from zcore_fast.cache.build import AUTO_BYTES, cached_copy, check_mode
 from zcore_fast.integrations.arrow import concat_matrix, ids_array, pick_column
 from zcore_fast.integrations.parquet import ParquetPool, import_pyarrow, is_parquet_path
 from zcore_fast.io import PathLike
-from zcore_fast.shards import Shards, check_rows, is_sharded, open_shards
+from zcore_fast.shards import (
+    Shards,
+    check_rows,
+    describe_inputs,
+    input_names,
+    is_sharded,
+    open_shards,
+)
 from zcore_fast.shards import stats as shard_stats
 from zcore_fast.shards import writer as shard_writer
 
@@ -155,18 +162,11 @@ def _sharded(
 ) -> Iterator[Resolved]:
     """Inputs side by side, any of them row shards: one array per input in
     memory when small, else one dimension-major copy of them all."""
-    names = [
-        f"array {i}" if isinstance(x, np.ndarray) else os.fspath(x) for i, x in enumerate(items)
-    ]
+    names = input_names(items)
     inputs = [x if isinstance(x, np.ndarray) else open_shards(x) for x in items]
     n = check_rows(inputs, names)
     d = sum(x.d if isinstance(x, Shards) else int(x.shape[1]) for x in inputs)
-    info: dict[str, Any] = {
-        "format": "npy-shards",
-        "inputs": [
-            x.describe() if isinstance(x, Shards) else {"path": nm} for x, nm in zip(inputs, names)
-        ],
-    }
+    info: dict[str, Any] = describe_inputs(inputs, names)
     mode = check_mode(cache)
     in_memory = mode == "never" or (mode == "auto" and n * d * 4 <= AUTO_BYTES)
     if in_memory or any(isinstance(x, np.ndarray) for x in inputs):

@@ -18,7 +18,7 @@ from zcore_fast.cache import CacheMode, cached, check_mode
 from zcore_fast.integrations.tables import Resolved, is_table, resolve
 from zcore_fast.io import Embeddings, PathLike, as_sources
 from zcore_fast.npyfile import SizeMismatchError, read_header
-from zcore_fast.shards import Shards, row_inputs
+from zcore_fast.shards import Shards, describe_inputs, input_names, row_inputs
 from zcore_fast.threads import available_threads
 
 ProgressFn = Callable[[int, int], object]
@@ -266,7 +266,7 @@ def score_report(
     # is resolved here (into one file or array the workers slice).
     keep_rows = sharding == "rows" and not any(map(is_table, _items(embeddings)))
     with (
-        nullcontext(Resolved(embeddings))
+        nullcontext(_row_sharded(embeddings))
         if keep_rows
         else resolve(
             embeddings,
@@ -513,3 +513,10 @@ def _check_sizes(sources: list[object]) -> None:
 def _items(embeddings: object) -> list[object]:
     """The inputs of `embeddings` (one or a list)."""
     return list(embeddings) if isinstance(embeddings, (list, tuple)) else [embeddings]
+
+
+def _row_sharded(embeddings: object) -> Resolved:
+    """Row-sharded inputs as they are, described for summaries (`--json`:
+    the shards and their first rows)."""
+    items = _items(embeddings)
+    return Resolved(embeddings, info=describe_inputs(row_inputs(items), input_names(items)))
