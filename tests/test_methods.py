@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,9 +107,7 @@ def test_unknown_method_and_options_list_the_valid_ones(x) -> None:
         select_with("ccs", x, 0.1, score="moderate", n_sample=10)
 
 
-@pytest.mark.parametrize(
-    "method", ["zcore", "random", "typiclust", "probcover", "herding", "auto"]
-)
+@pytest.mark.parametrize("method", ["zcore", "random", "typiclust", "probcover", "herding", "auto"])
 def test_label_free_methods_refuse_labels(x, method) -> None:
     with pytest.raises(ValueError, match="does not use labels"):
         select_with(method, x, 0.1, labels=np.zeros(300, dtype=int), **QUICK[method])
@@ -134,9 +133,7 @@ def test_bad_budgets(x, method) -> None:
             select_with(method, x, budget, **QUICK[method])
 
 
-@pytest.mark.parametrize(
-    "method", ["moderate", "elfs", "ccs", "typiclust", "probcover", "herding"]
-)
+@pytest.mark.parametrize("method", ["moderate", "elfs", "ccs", "typiclust", "probcover", "herding"])
 def test_bad_input_gets_the_engines_messages(tmp_path, method) -> None:
     opts = {"score": "moderate"} if method == "ccs" else QUICK[method]
     bad = clustered(20, 3, seed=0)
@@ -182,3 +179,30 @@ def test_raising_from_progress_stops_the_method(x) -> None:
 def test_import_does_not_import_torch() -> None:
     code = "import sys, zcore_fast, zcore_fast.cli; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_select_with_zcore_takes_the_column_cache_options(tmp_path: Path) -> None:
+    """select_with("zcore" | "ccs") places the column cache where asked (as
+    `score` does), with the same selection as without it; the other
+    methods refuse the options."""
+    x = np.random.default_rng(3).normal(size=(600, 8)).astype(np.float32)
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    params = {"n_sample": 1_500, "redund_nn": 20, "seed": 1}
+    for method in ("zcore", "ccs"):
+        want = zcore_fast.select_with(method, path, 50, cache="never", **params)
+        where = tmp_path / f"cache-{method}"
+        got = zcore_fast.select_with(method, path, 50, cache="always", cache_dir=where, **params)
+        np.testing.assert_array_equal(got, want)
+        assert list(where.glob("columns-*.npy")), "no cache entry written"
+    # A shard folder's copy is placed there too, and used as it is.
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for i, piece in enumerate(np.array_split(x, 3)):
+        np.save(folder / f"part_{i}.npy", piece)
+    where = tmp_path / "cache-shards"
+    got = zcore_fast.select_with("zcore", folder, 50, cache="always", cache_dir=where, **params)
+    np.testing.assert_array_equal(got, zcore_fast.select_with("zcore", x, 50, **params))
+    assert len(list(where.glob("columns-*.npy"))) == 1
+    with pytest.raises(ValueError, match="unknown option"):
+        zcore_fast.select_with("moderate", path, 50, cache="always")

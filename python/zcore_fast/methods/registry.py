@@ -86,7 +86,14 @@ def run_method(
     check_options(
         f"method {method!r}", options, method_options(method, options.get("score", "zcore"))
     )
-    with resolve(embeddings, column=column, id_column=id_column, threads=threads) as table:
+    # ZCore's column cache options also place a table's or shard folder's
+    # copy; that copy is then used as it is.
+    cache = {k: options[k] for k in ("cache", "cache_dir") if k in options}
+    with resolve(
+        embeddings, column=column, id_column=id_column, threads=threads, **cache
+    ) as table:
+        if table.is_table and "cache" in options:
+            options = {**options, "cache": "never"}
         selection = _RUNNERS[method](
             table.embeddings, budget, seed, labels, threads, progress, options
         )
@@ -130,7 +137,8 @@ def select_with(
         **options: the method's options (`method_options(method)`):
             zcore: n_sample, sample_dim, redund_nn, redund_exp, rand_init, and
             where it runs: backend ("ray" for a Ray cluster), device,
-            ray_address, workers, sharding ("samples" or "rows");
+            ray_address, workers, sharding ("samples" or "rows"); the column
+            cache: cache, cache_dir (as `score` takes them);
             moderate: clusters, max_iter; elfs: score, beta, beta_grid,
             clusters, epochs, batch_size, lr, hidden, device, max_iter;
             ccs: score, descending, mis_ratio, strata + the score's options;

@@ -16,7 +16,15 @@ from zcore_fast.methods.rows import Rows
 #: ZCore's parameters (besides seed, threads, progress), by the paper's names.
 ZCORE_OPTIONS = ("n_sample", "sample_dim", "redund_nn", "redund_exp", "rand_init")
 #: Where ZCore runs (`zcore_fast.score`'s keywords): they change no score.
-ZCORE_RUN_OPTIONS = ("backend", "device", "ray_address", "workers", "sharding")
+ZCORE_RUN_OPTIONS = (
+    "backend",
+    "device",
+    "ray_address",
+    "workers",
+    "sharding",
+    "cache",
+    "cache_dir",
+)
 #: Options of scores computed over classes (labels or k-means clusters).
 CLASS_OPTIONS = ("clusters", "max_iter")
 #: Options of the proxy-dynamics scores.
