@@ -271,8 +271,13 @@ unsafe fn nearest2<const HALF: bool>(
     reduce_min(&best, &best_row, rest)
 }
 
-/// Rows at distance <= `limit`, ascending, into `hits`. Branch-free: hits
-/// fall at random blocks, so a branch per block would mispredict often.
+/// Rows at distance <= `limit`, ascending, into `hits`.
+///
+/// The callers' limits hold about k of n rows (k = redund_nn: ~0.1 % of a
+/// large pool), so most blocks of 32 rows hold no hit: a branch skips their
+/// four left-pack stores, and it is rarely mispredicted. Measured at
+/// ImageNet scale (N = 1,281,167, float16) on an AVX-512 Xeon running this
+/// level: the branch-free version spent twice the AVX-512 level's time here.
 #[inline]
 #[target_feature(enable = "avx2,f16c,popcnt")]
 unsafe fn hit_rows<const HALF: bool>(
@@ -292,6 +297,26 @@ unsafe fn hit_rows<const HALF: bool>(
     let dst = hits.as_mut_ptr();
     let mut count = 0usize;
     let mut base = 0;
+    while base + 32 <= n {
+        let d0 = dist8::<HALF>(a, b, qa, qb, base);
+        let d1 = dist8::<HALF>(a, b, qa, qb, base + 8);
+        let d2 = dist8::<HALF>(a, b, qa, qb, base + 16);
+        let d3 = dist8::<HALF>(a, b, qa, qb, base + 24);
+        let m0 = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(d0, lim)) as u32;
+        let m1 = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(d1, lim)) as u32;
+        let m2 = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(d2, lim)) as u32;
+        let m3 = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(d3, lim)) as u32;
+        let m = m0 | m1 << 8 | m2 << 16 | m3 << 24;
+        if m != 0 {
+            let rows1 = _mm256_add_epi32(rows, step);
+            let rows2 = _mm256_add_epi32(rows1, step);
+            let rows3 = _mm256_add_epi32(rows2, step);
+            push_hits2(dst, &mut count, m & 0xFFFF, rows, rows1);
+            push_hits2(dst, &mut count, m >> 16, rows2, rows3);
+        }
+        rows = _mm256_add_epi32(rows, _mm256_set1_epi32(32));
+        base += 32;
+    }
     // Two blocks per step: independent work while the other's loads wait.
     while base + 16 <= n {
         let d0 = dist8::<HALF>(a, b, qa, qb, base);
