@@ -113,6 +113,18 @@ def test_errors_as_in_one_process(cluster, tmp_path: Path) -> None:
         zcore_fast.score(y, sharding="rows")
     with pytest.raises(ValueError, match="'samples' or 'rows'"):
         zcore_fast.score(y, backend="ray", sharding="columns")
+    # A worker that cannot read its shard names its node and the file.
+    from zcore_fast.backends import ray_backend, ray_rows
+    from zcore_fast.shards import open_shards
+
+    np.save(tmp_path / "only_on_the_driver.npy", y)
+    shards = open_shards(tmp_path / "only_on_the_driver.npy")
+    (tmp_path / "only_on_the_driver.npy").unlink()
+    with pytest.raises(FileNotFoundError, match=r"Ray node .* cannot read .*only_on_the_driver"):
+        ray_rows.score_halves(
+            [shards], n_sample=10, sample_dim=2, redund_nn=5, redund_exp=4.0, seed=0,
+            options=ray_backend.RayOptions(workers=2),
+        )  # fmt: skip
     pytest.importorskip("torch")
     with pytest.raises(ValueError, match="row sharding runs the Rust engine"):
         zcore_fast.score(y, device="cpu", **ROWS)
