@@ -194,6 +194,13 @@ def writer(
     return write
 
 
+def pool_shape(inputs: Sequence[Shards | np.ndarray]) -> tuple[int, int]:
+    """(rows, dimensions) of inputs side by side (rows checked by `check_rows`)."""
+    first = inputs[0]
+    n = first.n if isinstance(first, Shards) else int(first.shape[0])
+    return n, sum(x.d if isinstance(x, Shards) else int(x.shape[1]) for x in inputs)
+
+
 def describe_inputs(inputs: Sequence[Shards | np.ndarray], names: Sequence[str]) -> dict:
     """For summaries (`--json`): every input side by side, with its shards
     and their first rows."""

@@ -3,11 +3,12 @@
 //! `RowShard` lives in one Ray actor; the merge functions run on the
 //! coordinator. Every call releases the GIL.
 
+use super::sharded::part_params;
 use super::watch::with_sources;
-use super::{resolve_isa, to_py, ZCoreError};
+use super::{to_py, ZCoreError};
 use crate::pool::{DimStats, Pool};
 use crate::score::rows::{self, Merged, Nearby, Winners};
-use crate::score::{Params, Search};
+use crate::score::Params;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use std::sync::Mutex;
@@ -63,17 +64,9 @@ impl RowShard {
         threads: usize,
         isa: Option<&str>,
     ) -> PyResult<Self> {
-        let params = Params {
-            search: Search::Auto,
-            isa: resolve_isa(py, isa)?,
-            n_sample,
-            sample_dim,
-            redund_nn,
-            redund_exp,
-            rand_init: false,
-            seed,
-            threads,
-        };
+        let params = part_params(
+            py, isa, n_sample, sample_dim, redund_nn, redund_exp, seed, threads,
+        )?;
         let pool = with_sources(py, inputs, threads, None, |sources, _, keep_going| {
             Pool::build_until(sources, keep_going).map(Pool::into_owned)
         })?;

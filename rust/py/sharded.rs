@@ -38,18 +38,9 @@ pub(super) fn score_range<'py>(
     part: usize,
     parts: usize,
 ) -> PyResult<(I64Array<'py>, I64Array<'py>)> {
-    let params = Params {
-        search: Search::Auto,
-        isa: resolve_isa(py, isa)?,
-        n_sample,
-        sample_dim,
-        redund_nn,
-        redund_exp,
-        // Noise is added once, when the halves are finished.
-        rand_init: false,
-        seed,
-        threads,
-    };
+    let params = part_params(
+        py, isa, n_sample, sample_dim, redund_nn, redund_exp, seed, threads,
+    )?;
     let halves = with_pool(py, inputs, threads, progress.as_ref(), |pool, report| {
         let part = Part { index: part, parts };
         zcore::raw_halves_part(pool, &params, start..end, part, report)
@@ -58,6 +49,32 @@ pub(super) fn score_range<'py>(
         halves.first.into_pyarray(py),
         halves.second.into_pyarray(py),
     ))
+}
+
+/// The parameters of a process's part of a run split over processes: the
+/// noise is added once, when the summed halves are finished.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn part_params(
+    py: Python<'_>,
+    isa: Option<&str>,
+    n_sample: u64,
+    sample_dim: usize,
+    redund_nn: usize,
+    redund_exp: f64,
+    seed: u64,
+    threads: usize,
+) -> PyResult<Params> {
+    Ok(Params {
+        search: Search::Auto,
+        isa: resolve_isa(py, isa)?,
+        n_sample,
+        sample_dim,
+        redund_nn,
+        redund_exp,
+        rand_init: false,
+        seed,
+        threads,
+    })
 }
 
 /// The scores of a run from its summed halves (as `score` returns them):

@@ -38,6 +38,27 @@ fn params(n_sample: u64, sample_dim: usize, redund_nn: usize) -> Params {
     }
 }
 
+/// The median selection as the coordinator runs it: two keys per dimension.
+fn median_keys(shards: &[RowShard], n: u64) -> Vec<u32> {
+    let d = shards[0].pool().d;
+    let mut prefixes = vec![0u32; 2 * d];
+    let mut ranks: Vec<u64> = (0..d).flat_map(|_| median_ranks(n)).collect();
+    let mut done = 0;
+    for bits in KEY_ROUNDS {
+        let mut counts = vec![0u64; (2 * d) << bits];
+        for s in shards {
+            let part = s.key_histogram(&prefixes, done, bits).unwrap();
+            counts
+                .iter_mut()
+                .zip(part)
+                .for_each(|(a, b)| *a += u64::from(b));
+        }
+        narrow(&counts, &mut prefixes, &mut ranks, bits).unwrap();
+        done += bits;
+    }
+    prefixes
+}
+
 /// Runs the whole protocol over shards cut at `cuts`, as the coordinator
 /// does (batches of `batch` samples), and returns the concatenated halves.
 fn run_sharded(all: &[Vec<f32>], cuts: &[usize], p: &Params, batch: u64) -> Halves {
@@ -67,22 +88,7 @@ fn run_sharded(all: &[Vec<f32>], cuts: &[usize], p: &Params, batch: u64) -> Halv
                 .fold(f64::NEG_INFINITY, f64::max)
         })
         .collect();
-    let mut prefixes = vec![0u32; 2 * d];
-    let mut ranks: Vec<u64> = (0..d).flat_map(|_| median_ranks(n)).collect();
-    let mut done = 0;
-    for bits in KEY_ROUNDS {
-        let mut counts = vec![0u64; (2 * d) << bits];
-        for s in &shards {
-            let part = s.key_histogram(&prefixes, done, bits).unwrap();
-            counts
-                .iter_mut()
-                .zip(part)
-                .for_each(|(a, b)| *a += u64::from(b));
-        }
-        narrow(&counts, &mut prefixes, &mut ranks, bits).unwrap();
-        done += bits;
-    }
-    let stats = stats_from(lo, hi, &prefixes, n);
+    let stats = stats_from(lo, hi, &median_keys(&shards, n), n);
     for s in &mut shards {
         s.set_stats(stats.clone()).unwrap();
     }
@@ -185,21 +191,7 @@ fn radix_median_is_exact() {
                 RowShard::new(pool, w[0] as u64, n as u64, params(10, 2, 5)).unwrap()
             })
             .collect();
-        let mut prefixes = vec![0u32; 6];
-        let mut ranks: Vec<u64> = (0..3).flat_map(|_| median_ranks(n as u64)).collect();
-        let mut done = 0;
-        for bits in KEY_ROUNDS {
-            let mut counts = vec![0u64; 6 << bits];
-            for s in &shards {
-                let part = s.key_histogram(&prefixes, done, bits).unwrap();
-                counts
-                    .iter_mut()
-                    .zip(part)
-                    .for_each(|(a, b)| *a += u64::from(b));
-            }
-            narrow(&counts, &mut prefixes, &mut ranks, bits).unwrap();
-            done += bits;
-        }
+        let prefixes = median_keys(&shards, n as u64);
         let stats = stats_from(
             whole.stats.lo.clone(),
             whole.stats.hi.clone(),

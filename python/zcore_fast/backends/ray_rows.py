@@ -41,7 +41,7 @@ from zcore_fast.backends.ray_backend import (
     connect,
 )
 from zcore_fast.npyfile import open_npy
-from zcore_fast.shards import Shards
+from zcore_fast.shards import Shards, pool_shape
 from zcore_fast.threads import available_threads
 
 ProgressFn = Callable[[int, int], object]
@@ -92,7 +92,7 @@ def score_halves(
     # on the count).
     total_cpus = int(ray.cluster_resources().get("CPU", cpus))
     workers = max(1, min(workers, total_cpus // cpus))
-    n = inputs[0].n if isinstance(inputs[0], Shards) else int(inputs[0].shape[0])
+    n = pool_shape(inputs)[0]
     jobs = row_ranges(n, workers)
     params = {
         "n_sample": n_sample,

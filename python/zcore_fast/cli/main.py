@@ -55,7 +55,7 @@ from zcore_fast.methods.zcore import DEFAULTS, SHARDINGS, score_report
 from zcore_fast.npyfile import read_header
 from zcore_fast.progress import ProgressBar
 from zcore_fast.select import budget_from_prune_rate, keep_count, select
-from zcore_fast.shards import Shards, describe_inputs, input_names, is_sharded, row_inputs
+from zcore_fast.shards import describe_inputs, input_names, is_sharded, pool_shape, row_inputs
 
 
 def _budget(text: str) -> float | int:
@@ -286,8 +286,7 @@ def _run_pool(
         embeddings = table.embeddings
         sources: list[Any] = list(embeddings) if isinstance(embeddings, list) else [embeddings]
         inputs = row_inputs(sources)
-        n = inputs[0].n if isinstance(inputs[0], Shards) else int(inputs[0].shape[0])
-        d = sum(x.d if isinstance(x, Shards) else int(x.shape[1]) for x in inputs)
+        n, d = pool_shape(inputs)
     else:
         sources = as_sources(table.embeddings)
         n, d = _shape(sources)

@@ -30,6 +30,7 @@ from zcore_fast.shards import (
     input_names,
     is_sharded,
     open_shards,
+    pool_shape,
 )
 from zcore_fast.shards import stats as shard_stats
 from zcore_fast.shards import writer as shard_writer
@@ -165,7 +166,7 @@ def _sharded(
     names = input_names(items)
     inputs = [x if isinstance(x, np.ndarray) else open_shards(x) for x in items]
     n = check_rows(inputs, names)
-    d = sum(x.d if isinstance(x, Shards) else int(x.shape[1]) for x in inputs)
+    d = pool_shape(inputs)[1]
     info: dict[str, Any] = describe_inputs(inputs, names)
     mode = check_mode(cache)
     in_memory = mode == "never" or (mode == "auto" and n * d * 4 <= AUTO_BYTES)

@@ -89,9 +89,7 @@ def run_method(
     # ZCore's column cache options also place a table's or shard folder's
     # copy; that copy is then used as it is.
     cache = {k: options[k] for k in ("cache", "cache_dir") if k in options}
-    with resolve(
-        embeddings, column=column, id_column=id_column, threads=threads, **cache
-    ) as table:
+    with resolve(embeddings, column=column, id_column=id_column, threads=threads, **cache) as table:
         if table.is_table and "cache" in options:
             options = {**options, "cache": "never"}
         selection = _RUNNERS[method](
