@@ -184,6 +184,8 @@ def test_cli_sharding_rows(cluster, tmp_path: Path, capsys) -> None:
     assert main(["select", str(folder), "-o", str(out), *flags, *ray_flags]) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(out))
     assert main(["select", str(folder), "-o", str(out), *flags, "--sharding", "rows"]) == 2
+    assert main(["select", str(folder), "-o", str(out), *flags, *ray_flags,
+                 "--method", "moderate"]) == 2  # fmt: skip
     capsys.readouterr()
     json_flags = ["--n-sample", "500", "--redund-nn", "25", "--json"]
     assert main(["score", str(folder), "-o", str(tmp_path / "s.npy"), *json_flags,

@@ -215,7 +215,11 @@ def describe_inputs(inputs: Sequence[Shards | np.ndarray], names: Sequence[str])
 def input_names(items: Sequence[object]) -> list[str]:
     """How errors and summaries name inputs: paths as given, arrays by position."""
     return [
-        os.fspath(x) if isinstance(x, (str, os.PathLike)) else f"array {i}"
+        x.name
+        if isinstance(x, Shards)
+        else os.fspath(x)
+        if isinstance(x, (str, os.PathLike))
+        else f"array {i}"
         for i, x in enumerate(items)
     ]
 
@@ -223,13 +227,15 @@ def input_names(items: Sequence[object]) -> list[str]:
 def row_inputs(embeddings: object) -> list[Shards | np.ndarray]:
     """`embeddings` (one input or a list side by side) for the row-sharded
     Ray backend: each path (a .npy file, a folder or glob of shards) as its
-    `Shards`, each array as itself; their row counts checked."""
+    `Shards`, each array and `Shards` as itself; their row counts checked."""
     items = list(embeddings) if isinstance(embeddings, (list, tuple)) else [embeddings]
     if not items:
         raise ValueError("no embeddings given: pass an array, a .npy path, or a list of them")
     inputs: list[Shards | np.ndarray] = []
     for item in items:
-        if isinstance(item, (str, os.PathLike)):
+        if isinstance(item, Shards):  # opened already
+            inputs.append(item)
+        elif isinstance(item, (str, os.PathLike)):
             inputs.append(open_shards(item))
         else:
             array = as_sources([item])[0]

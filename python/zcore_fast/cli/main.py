@@ -253,10 +253,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if tables and len(sources) > 1:
         raise UsageError("a Parquet input is a pool on its own; give it without other files")
     show = not args.quiet and not args.json and sys.stdout.isatty()
+    if args.sharding is not None and getattr(args, "method", "zcore") != "zcore":
+        raise UsageError(f"--sharding applies to --method zcore, not {args.method}")
     # Row shards go to the Ray workers as files, each reading its rows.
     if args.sharding == "rows" and not tables:
-        info = describe_inputs(row_inputs(sources), input_names(sources))
-        return _run_pool(args, Resolved(sources, info=info), budget, show)
+        inputs = row_inputs(sources)  # opened once: the scoring takes them as they are
+        info = describe_inputs(inputs, input_names(sources))
+        return _run_pool(args, Resolved(inputs, info=info), budget, show)
     if not needs_resolving(sources):
         return _run_pool(args, Resolved(sources), budget, show)
     with ExitStack() as held:

@@ -519,4 +519,5 @@ def _row_sharded(embeddings: object) -> Resolved:
     """Row-sharded inputs as they are, described for summaries (`--json`:
     the shards and their first rows)."""
     items = _items(embeddings)
-    return Resolved(embeddings, info=describe_inputs(row_inputs(items), input_names(items)))
+    inputs = row_inputs(items)  # opened once: the scoring takes them as they are
+    return Resolved(inputs, info=describe_inputs(inputs, input_names(items)))
