@@ -72,6 +72,19 @@ def test_other_parameters_and_select_with(cluster) -> None:
         np.testing.assert_array_equal(got, want)
 
 
+def test_rows_sorted_across_workers(cluster) -> None:
+    """Rows sorted by cluster, so a sample's neighbours sit in one worker:
+    its first share of them is too small, the samples are asked again for
+    all k (then every batch sends all k), and the scores do not change."""
+    x = pool(23, n=1_200, d=6)
+    x = x[np.argsort(x[:, 0], kind="stable")]
+    params = {"n_sample": 2_000, "redund_nn": 100, "seed": 6}
+    want = zcore_fast.score(x, **params)
+    for workers in (2, 3):
+        got = zcore_fast.score(x, workers=workers, **ROWS, **params)
+        np.testing.assert_array_equal(got, want)
+
+
 def test_more_workers_than_the_cluster_runs_at_once(cluster) -> None:
     """Row workers must all run at once: 9 asked of a 4-CPU cluster run as
     4 (the scores do not depend on the count)."""

@@ -266,6 +266,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rows::median_values, m)?)?;
     m.add_function(wrap_pyfunction!(rows::merge_winners, m)?)?;
     m.add_function(wrap_pyfunction!(rows::merge_penalties, m)?)?;
+    m.add_function(wrap_pyfunction!(rows::splice_penalties, m)?)?;
+    m.add_function(wrap_pyfunction!(rows::first_share, m)?)?;
     m.add_function(wrap_pyfunction!(dim_stats, m)?)?;
     m.add_function(wrap_pyfunction!(build_cache, m)?)?;
     m.add_function(wrap_pyfunction!(columns::rows_to_columns, m)?)?;

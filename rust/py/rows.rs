@@ -14,6 +14,17 @@ use pyo3::prelude::*;
 use std::sync::Mutex;
 
 type Arr<'py, T> = Bound<'py, PyArray1<T>>;
+/// A shard's neighbour lists: counts, rows, distances, more.
+type Nearby4<'py> = (Arr<'py, u32>, Arr<'py, u64>, Arr<'py, f32>, Arr<'py, bool>);
+/// Penalties: offsets, rows, fixed-point amounts.
+type Merged3<'py> = (Arr<'py, u64>, Arr<'py, u64>, Arr<'py, i64>);
+/// A shard's neighbour lists as they come in.
+type NearbyIn<'py> = (
+    PyReadonlyArray1<'py, u32>,
+    PyReadonlyArray1<'py, u64>,
+    PyReadonlyArray1<'py, f32>,
+    PyReadonlyArray1<'py, bool>,
+);
 
 /// One shard of a row-sharded run: global rows `first_row ..` of a pool of
 /// `total_rows`, held in memory as dimension-major f32, with its share of
@@ -140,21 +151,24 @@ impl RowShard {
         ))
     }
 
-    /// The shard's nearest rows to each sample's global winner: (counts
-    /// uint32 per sample, global rows uint64, distances float32).
+    /// The shard's `limit` nearest rows to the global winner of each of
+    /// `samples` (uint64): (counts uint32 per sample, global rows uint64,
+    /// distances float32, whether it holds more rows than it sent, bool).
     fn neighbours<'py>(
         &self,
         py: Python<'py>,
-        first: u64,
+        samples: PyReadonlyArray1<'py, u64>,
         rows: PyReadonlyArray1<'py, u64>,
         coords: PyReadonlyArray1<'py, f32>,
-    ) -> PyResult<(Arr<'py, u32>, Arr<'py, u64>, Arr<'py, f32>)> {
-        let (rows, coords) = (slice(&rows)?, slice(&coords)?);
-        let n = self.with(py, |s| s.neighbours(first, rows, coords))?;
+        limit: usize,
+    ) -> PyResult<Nearby4<'py>> {
+        let (samples, rows, coords) = (slice(&samples)?, slice(&rows)?, slice(&coords)?);
+        let n = self.with(py, |s| s.neighbours(samples, rows, coords, limit))?;
         Ok((
             n.count.into_pyarray(py),
             n.row.into_pyarray(py),
             n.dist.into_pyarray(py),
+            n.more.into_pyarray(py),
         ))
     }
 
@@ -259,27 +273,25 @@ pub(super) fn merge_winners<'py>(
 
 /// The penalties of each sample from every shard's `neighbours`, `k` of
 /// them with exponent `redund_exp`: (offsets uint64, rows uint64, amounts
-/// int64). Runs on `threads` threads.
+/// int64), and the positions (uint32) of the samples to ask every shard
+/// again for all k (they get no penalties here). Runs on `threads` threads.
 #[pyfunction]
 #[pyo3(signature = (parts, *, k, redund_exp, threads=1))]
 pub(super) fn merge_penalties<'py>(
     py: Python<'py>,
-    parts: Vec<(
-        PyReadonlyArray1<'py, u32>,
-        PyReadonlyArray1<'py, u64>,
-        PyReadonlyArray1<'py, f32>,
-    )>,
+    parts: Vec<NearbyIn<'py>>,
     k: usize,
     redund_exp: f64,
     threads: usize,
-) -> PyResult<(Arr<'py, u64>, Arr<'py, u64>, Arr<'py, i64>)> {
+) -> PyResult<(Merged3<'py>, Arr<'py, u32>)> {
     let parts = parts
         .iter()
-        .map(|(c, r, d)| {
+        .map(|(c, r, d, m)| {
             Ok(Nearby {
                 count: slice(c)?.to_vec(),
                 row: slice(r)?.to_vec(),
                 dist: slice(d)?.to_vec(),
+                more: slice(m)?.to_vec(),
             })
         })
         .collect::<PyResult<Vec<_>>>()?;
@@ -291,12 +303,60 @@ pub(super) fn merge_penalties<'py>(
         .num_threads(threads.max(1))
         .build()
         .map_err(|e| ZCoreError::new_err(format!("cannot start threads: {e}")))?;
-    let merged = py
+    let (merged, retry) = py
         .detach(|| pool.install(|| rows::merge_penalties(&parts, k.max(1), &params)))
         .map_err(to_py)?;
     Ok((
-        merged.offsets.into_pyarray(py),
-        merged.row.into_pyarray(py),
-        merged.fixed.into_pyarray(py),
+        (
+            merged.offsets.into_pyarray(py),
+            merged.row.into_pyarray(py),
+            merged.fixed.into_pyarray(py),
+        ),
+        retry.into_pyarray(py),
     ))
+}
+
+/// `merge_penalties`'s (offsets, rows, amounts) with the samples at
+/// positions `at` (uint32) taken from `redo`, their merge in that order.
+#[pyfunction]
+pub(super) fn splice_penalties<'py>(
+    py: Python<'py>,
+    merged: (
+        PyReadonlyArray1<'py, u64>,
+        PyReadonlyArray1<'py, u64>,
+        PyReadonlyArray1<'py, i64>,
+    ),
+    at: PyReadonlyArray1<'py, u32>,
+    redo: (
+        PyReadonlyArray1<'py, u64>,
+        PyReadonlyArray1<'py, u64>,
+        PyReadonlyArray1<'py, i64>,
+    ),
+) -> PyResult<Merged3<'py>> {
+    let owned = |(o, r, f): &(
+        PyReadonlyArray1<'py, u64>,
+        PyReadonlyArray1<'py, u64>,
+        PyReadonlyArray1<'py, i64>,
+    )|
+     -> PyResult<Merged> {
+        Ok(Merged {
+            offsets: slice(o)?.to_vec(),
+            row: slice(r)?.to_vec(),
+            fixed: slice(f)?.to_vec(),
+        })
+    };
+    let out = rows::splice(&owned(&merged)?, slice(&at)?, &owned(&redo)?).map_err(to_py)?;
+    Ok((
+        out.offsets.into_pyarray(py),
+        out.row.into_pyarray(py),
+        out.fixed.into_pyarray(py),
+    ))
+}
+
+/// How many of its nearest rows a shard of `rows` rows (of `total`) sends
+/// at first for a sample: its expected share of the `k` nearest plus
+/// `margin` standard deviations and 8, at most `k`.
+#[pyfunction]
+pub(super) fn first_share(k: usize, rows: usize, total: u64, margin: f64) -> usize {
+    rows::first_share(k, rows, total, margin)
 }

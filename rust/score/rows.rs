@@ -10,11 +10,15 @@
 //! 2. the coordinator keeps the global winner: the smallest (distance,
 //!    global row), so ties go to the lower global row as in one process
 //!    (`merge_winners`);
-//! 3. every shard returns its `k` nearest rows to each winner, the winner
-//!    itself excluded by its owner (`RowShard::neighbours`);
-//! 4. the coordinator keeps the global `k` nearest (the union of every
-//!    shard's `k` nearest holds them) and computes their penalties with the
-//!    same arithmetic as one process (`merge_penalties`);
+//! 3. every shard returns its nearest rows to each winner, the winner
+//!    itself excluded by its owner (`RowShard::neighbours`): at first only
+//!    its expected share of the `k` nearest with a margin (`first_share`);
+//! 4. the coordinator keeps the global `k` nearest and computes their
+//!    penalties with the same arithmetic as one process (`merge_penalties`).
+//!    The union of the shards' lists holds the global `k` nearest unless a
+//!    shard that sent only part of its rows sent none beyond the global
+//!    k-th: such samples are asked again, every shard sending its `k`
+//!    nearest, and their merge is spliced in (`splice`);
 //! 5. every shard adds the reward and the penalties of the rows it owns
 //!    (`RowShard::apply`).
 //!
@@ -122,6 +126,10 @@ pub struct Nearby {
     pub row: Vec<u64>,
     /// Their distances to the sample's winner.
     pub dist: Vec<f32>,
+    /// Whether the shard holds rows it did not send (it sent its nearest
+    /// up to a limit): the merge is exact only if the global k-th nearest
+    /// is no farther than the last row sent.
+    pub more: Vec<bool>,
 }
 
 /// Each sample's penalties, ready for the shards: `offsets` (one more than
@@ -234,9 +242,6 @@ impl<'a> RowShard<'a> {
     }
 
     fn draws(&self, first: u64, count: usize) -> Result<(Vec<u32>, Vec<f32>)> {
-        let Some(stats) = &self.stats else {
-            return Err(invalid!("the shard's global statistics are not set"));
-        };
         let end = first.checked_add(count as u64);
         if end.is_none_or(|end| end > self.params.n_sample) {
             return Err(invalid!(
@@ -244,13 +249,28 @@ impl<'a> RowShard<'a> {
                 self.params.n_sample
             ));
         }
+        let samples: Vec<u64> = (first..first + count as u64).collect();
+        self.draws_of(&samples)
+    }
+
+    /// The dimensions and sample points of `samples`.
+    fn draws_of(&self, samples: &[u64]) -> Result<(Vec<u32>, Vec<f32>)> {
+        let Some(stats) = &self.stats else {
+            return Err(invalid!("the shard's global statistics are not set"));
+        };
+        if let Some(&bad) = samples.iter().find(|&&s| s >= self.params.n_sample) {
+            return Err(invalid!(
+                "sample {bad} is not within 0..{}",
+                self.params.n_sample
+            ));
+        }
         let m = self.params.sample_dim;
-        let mut dims = vec![0u32; count * m];
-        let mut q = vec![0f32; count * m];
+        let mut dims = vec![0u32; samples.len() * m];
+        let mut q = vec![0f32; samples.len() * m];
         dims.par_chunks_mut(m)
             .zip(q.par_chunks_mut(m))
-            .enumerate()
-            .for_each(|(i, (d, x))| draw_into(stats, self.params.seed, first + i as u64, d, x));
+            .zip(samples.par_iter())
+            .for_each(|((d, x), &s)| draw_into(stats, self.params.seed, s, d, x));
         Ok((dims, q))
     }
 
@@ -281,21 +301,29 @@ impl<'a> RowShard<'a> {
         Ok(out)
     }
 
-    /// This shard's `k` nearest rows (k = min(redund_nn, total rows - 1))
-    /// to each sample's global winner (`rows`, at `coords`), the winner
-    /// itself left out.
-    pub fn neighbours(&self, first: u64, rows: &[u64], coords: &[f32]) -> Result<Nearby> {
+    /// This shard's `limit` nearest rows (at most k = min(redund_nn, total
+    /// rows - 1)) to the global winner of each of `samples` (`rows`, at
+    /// `coords`), the winner itself left out; and whether it holds more
+    /// rows than it sent (`Nearby::more`).
+    pub fn neighbours(
+        &self,
+        samples: &[u64],
+        rows: &[u64],
+        coords: &[f32],
+        limit: usize,
+    ) -> Result<Nearby> {
         let m = self.params.sample_dim;
-        if coords.len() != rows.len() * m {
+        if coords.len() != rows.len() * m || samples.len() != rows.len() {
             return Err(invalid!(
-                "{} winner coordinates for {} samples of {m} dimensions",
+                "{} winner coordinates and {} rows for {} samples of {m} dimensions",
                 coords.len(),
-                rows.len()
+                rows.len(),
+                samples.len()
             ));
         }
-        let (dims, _) = self.draws(first, rows.len())?;
-        let k = self.params.redund_nn.min(self.total_rows as usize - 1);
-        let lists: Vec<Vec<Neighbour>> = dims
+        let (dims, _) = self.draws_of(samples)?;
+        let k = self.k().min(limit);
+        let lists: Vec<(Vec<Neighbour>, bool)> = dims
             .par_chunks(m)
             .zip(coords.par_chunks(m))
             .zip(rows.par_iter())
@@ -303,20 +331,27 @@ impl<'a> RowShard<'a> {
                 || Searcher::with_isa(self.params.isa),
                 |searcher, ((d, centre), &winner)| {
                     let exclude = self.local(winner);
+                    let avail = self.pool.n - usize::from(exclude.is_some());
                     let mut out = Vec::new();
                     searcher.knn(&self.pool, d, centre, k, exclude, &mut out);
-                    out
+                    (out, avail > k)
                 },
             )
             .collect();
         let mut out = Nearby::default();
-        for list in lists {
+        for (list, more) in lists {
             out.count.push(list.len() as u32);
+            out.more.push(more);
             out.row
                 .extend(list.iter().map(|nb| self.first_row + u64::from(nb.row)));
             out.dist.extend(list.iter().map(|nb| nb.dist));
         }
         Ok(out)
+    }
+
+    /// Neighbours penalised per sample: min(redund_nn, total rows - 1).
+    fn k(&self) -> usize {
+        self.params.redund_nn.min(self.total_rows as usize - 1)
     }
 
     /// The local row of global `row`, if this shard holds it.
@@ -394,13 +429,18 @@ pub fn merge_winners(parts: &[Winners], sample_dim: usize) -> Result<(Vec<u64>, 
 
 /// The penalties of each sample from every shard's `Nearby`: the global
 /// `k` nearest (smallest distance, then lower global row), weighted as one
-/// process weighs them (`Penalties`).
-pub fn merge_penalties(parts: &[Nearby], k: usize, p: &Params) -> Result<Merged> {
+/// process weighs them (`Penalties`); and the samples (positions) whose
+/// merge is not exact, because a shard that sent only its nearest up to a
+/// limit may hold one of the global k nearest it did not send. Those
+/// samples get no penalties here: ask every shard for its k nearest and
+/// `splice` their merge in.
+pub fn merge_penalties(parts: &[Nearby], k: usize, p: &Params) -> Result<(Merged, Vec<u32>)> {
     let Some(count) = parts.first().map(|p| p.count.len()) else {
         return Err(invalid!("no shards to merge"));
     };
     if parts.iter().any(|p| {
         p.count.len() != count
+            || p.more.len() != count
             || p.row.len() != p.dist.len()
             || p.count.iter().map(|&c| c as usize).sum::<usize>() != p.row.len()
     }) {
@@ -421,24 +461,40 @@ pub fn merge_penalties(parts: &[Nearby], k: usize, p: &Params) -> Result<Merged>
                 .collect()
         })
         .collect();
-    let per_sample: Vec<(Vec<u64>, Vec<i64>)> = (0..count)
+    type Key = (u32, u64);
+    let per_sample: Vec<Option<(Vec<u64>, Vec<i64>)>> = (0..count)
         .into_par_iter()
         .map_init(
             || (Vec::new(), Vec::new(), Penalties::default()),
-            |(all, nbs, pen): &mut (Vec<(u32, u64)>, Vec<Neighbour>, Penalties), i| {
+            |(all, nbs, pen): &mut (Vec<Key>, Vec<Neighbour>, Penalties), i| {
                 all.clear();
+                // The farthest row sent by a shard that holds more: every
+                // row it did not send is farther still.
+                let mut horizon: Option<Key> = None;
+                let mut blind = false;
                 for (part, start) in parts.iter().zip(&starts) {
                     let span = start[i]..start[i] + part.count[i] as usize;
-                    all.extend(
-                        part.dist[span.clone()]
-                            .iter()
-                            .map(|d| d.to_bits())
-                            .zip(part.row[span].iter().copied()),
-                    );
+                    let sent = part.dist[span.clone()]
+                        .iter()
+                        .map(|d| d.to_bits())
+                        .zip(part.row[span].iter().copied());
+                    let before = all.len();
+                    all.extend(sent);
+                    if part.more[i] {
+                        match all[before..].iter().max() {
+                            Some(&last) => horizon = Some(horizon.map_or(last, |h| h.min(last))),
+                            None => blind = true,
+                        }
+                    }
                 }
                 if all.len() > k {
                     all.select_nth_unstable(k - 1);
                     all.truncate(k);
+                }
+                let exact = !blind
+                    && horizon.is_none_or(|h| all.len() == k && all.iter().all(|&key| key <= h));
+                if !exact {
+                    return None;
                 }
                 // The penalty arithmetic sees positions as rows, and breaks
                 // ties between duplicates (distance 0) by row: with a
@@ -454,10 +510,10 @@ pub fn merge_penalties(parts: &[Nearby], k: usize, p: &Params) -> Result<Merged>
                 }));
                 pen.compute(p.isa, nbs, p.redund_exp);
                 let (at, fixed) = pen.fixed();
-                (
+                Some((
                     at.iter().map(|&j| all[j as usize].1).collect(),
                     fixed.to_vec(),
-                )
+                ))
             },
         )
         .collect();
@@ -465,13 +521,64 @@ pub fn merge_penalties(parts: &[Nearby], k: usize, p: &Params) -> Result<Merged>
         offsets: Vec::with_capacity(count + 1),
         ..Merged::default()
     };
+    let mut retry = Vec::new();
     out.offsets.push(0);
-    for (rows, fixed) in per_sample {
-        out.row.extend(rows);
-        out.fixed.extend(fixed);
+    for (i, sample) in per_sample.into_iter().enumerate() {
+        match sample {
+            Some((rows, fixed)) => {
+                out.row.extend(rows);
+                out.fixed.extend(fixed);
+            }
+            None => retry.push(i as u32),
+        }
+        out.offsets.push(out.row.len() as u64);
+    }
+    Ok((out, retry))
+}
+
+/// `merged` with the penalties of the samples at positions `at` (left
+/// empty by `merge_penalties`) taken from `redo`, their merge in that order.
+pub fn splice(merged: &Merged, at: &[u32], redo: &Merged) -> Result<Merged> {
+    let count = merged.offsets.len().saturating_sub(1);
+    if redo.offsets.len() != at.len() + 1 || at.iter().any(|&i| i as usize >= count) {
+        return Err(invalid!(
+            "the redone penalties are not those of the samples left out"
+        ));
+    }
+    let span = |m: &Merged, i: usize| m.offsets[i] as usize..m.offsets[i + 1] as usize;
+    let mut out = Merged {
+        offsets: vec![0],
+        ..Merged::default()
+    };
+    let mut next = at.iter().enumerate().peekable();
+    for i in 0..count {
+        let (from, range) = match next.peek() {
+            Some(&(j, &a)) if a as usize == i => {
+                next.next();
+                (redo, span(redo, j))
+            }
+            _ => (merged, span(merged, i)),
+        };
+        out.row.extend_from_slice(&from.row[range.clone()]);
+        out.fixed.extend_from_slice(&from.fixed[range]);
         out.offsets.push(out.row.len() as u64);
     }
     Ok(out)
+}
+
+/// How many of its nearest rows a shard of `rows` rows (of `total`) sends
+/// for a sample at first: its expected share of the `k` nearest, plus
+/// `margin` standard deviations and 8 (at most `k`). With shards of rows
+/// in random order the merge is then exact for almost every sample, and
+/// the rows sent are about k in all instead of k per shard.
+pub fn first_share(k: usize, rows: usize, total: u64, margin: f64) -> usize {
+    let expect = k as f64 * rows as f64 / total.max(1) as f64;
+    let share = expect + margin * expect.sqrt() + 8.0;
+    if share.is_finite() && share < k as f64 {
+        share.ceil() as usize
+    } else {
+        k
+    }
 }
 
 #[cfg(test)]

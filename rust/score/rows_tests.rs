@@ -62,6 +62,19 @@ fn median_keys(shards: &[RowShard], n: u64) -> Vec<u32> {
 /// Runs the whole protocol over shards cut at `cuts`, as the coordinator
 /// does (batches of `batch` samples), and returns the concatenated halves.
 fn run_sharded(all: &[Vec<f32>], cuts: &[usize], p: &Params, batch: u64) -> Halves {
+    run_sharded_with(all, cuts, p, batch, f64::INFINITY).0
+}
+
+/// `run_sharded` where each shard first sends `first_share(.., margin)` of
+/// its nearest (infinite margin: all k), the samples whose merge is not
+/// exact asked again for all k; also returns how many were asked again.
+fn run_sharded_with(
+    all: &[Vec<f32>],
+    cuts: &[usize],
+    p: &Params,
+    batch: u64,
+    margin: f64,
+) -> (Halves, usize) {
     let n = all.len() as u64;
     let mut shards: Vec<RowShard> = cuts
         .windows(2)
@@ -94,6 +107,7 @@ fn run_sharded(all: &[Vec<f32>], cuts: &[usize], p: &Params, batch: u64) -> Halv
     }
     let k = p.redund_nn.min(all.len() - 1);
     let mut first = 0;
+    let mut retried = 0;
     while first < p.n_sample {
         let count = batch.min(p.n_sample - first) as usize;
         let w: Vec<Winners> = shards
@@ -101,17 +115,41 @@ fn run_sharded(all: &[Vec<f32>], cuts: &[usize], p: &Params, batch: u64) -> Halv
             .map(|s| s.winners(first, count).unwrap())
             .collect();
         let (rows, coords) = merge_winners(&w, p.sample_dim).unwrap();
+        let samples: Vec<u64> = (first..first + count as u64).collect();
         let near: Vec<Nearby> = shards
             .iter()
-            .map(|s| s.neighbours(first, &rows, &coords).unwrap())
+            .map(|s| {
+                let limit = first_share(k, s.pool().n, n, margin);
+                s.neighbours(&samples, &rows, &coords, limit).unwrap()
+            })
             .collect();
-        let merged = merge_penalties(&near, k, p).unwrap();
+        let (mut merged, retry) = merge_penalties(&near, k, p).unwrap();
+        if !retry.is_empty() {
+            retried += retry.len();
+            let pick = |v: &[u64]| retry.iter().map(|&i| v[i as usize]).collect::<Vec<_>>();
+            let (again, again_rows) = (pick(&samples), pick(&rows));
+            let m = p.sample_dim;
+            let again_coords: Vec<f32> = retry
+                .iter()
+                .flat_map(|&i| coords[i as usize * m..(i as usize + 1) * m].to_vec())
+                .collect();
+            let near: Vec<Nearby> = shards
+                .iter()
+                .map(|s| s.neighbours(&again, &again_rows, &again_coords, k).unwrap())
+                .collect();
+            let (redo, none) = merge_penalties(&near, k, p).unwrap();
+            assert!(
+                none.is_empty(),
+                "a merge of every shard's k nearest is exact"
+            );
+            merged = splice(&merged, &retry, &redo).unwrap();
+        }
         for s in &mut shards {
             s.apply(first, &rows, &merged).unwrap();
         }
         first += count as u64;
     }
-    Halves {
+    let halves = Halves {
         first: shards
             .iter()
             .flat_map(|s| s.halves().first.clone())
@@ -120,7 +158,8 @@ fn run_sharded(all: &[Vec<f32>], cuts: &[usize], p: &Params, batch: u64) -> Halv
             .iter()
             .flat_map(|s| s.halves().second.clone())
             .collect(),
-    }
+    };
+    (halves, retried)
 }
 
 #[test]
@@ -143,6 +182,36 @@ fn shards_give_the_bits_of_one_process() {
             assert_eq!(got.second, want.second, "{n} {cuts:?} {batch}");
         }
     }
+}
+
+/// Shards that first send only their share of the k nearest (with a
+/// margin, or with none so that most samples are asked again): the same
+/// bits, and with the margin almost no sample asked again.
+#[test]
+fn bounded_first_sends_give_the_same_bits() {
+    let all = rows(900, 4, 21);
+    let whole = pool_from_rows(&all).unwrap();
+    for (redund_nn, cuts) in [(60, vec![0, 300, 600, 900]), (1000, vec![0, 450, 900])] {
+        let p = params(1_200, 2, redund_nn);
+        let want = raw_halves(&whole, &p, &mut no_progress).unwrap();
+        for margin in [3.0, 0.0, -100.0] {
+            let (got, retried) = run_sharded_with(&all, &cuts, &p, 500, margin);
+            assert_eq!(got.first, want.first, "{redund_nn} {margin}");
+            assert_eq!(got.second, want.second, "{redund_nn} {margin}");
+            if margin == -100.0 && redund_nn < 900 {
+                assert!(
+                    retried > 1_000,
+                    "{retried}: a share of 8 rows is rarely enough"
+                );
+            }
+            if margin == 3.0 && redund_nn < 900 {
+                assert!(retried < 120, "{retried} of 1,200 samples asked again");
+            }
+        }
+    }
+    assert_eq!(first_share(1000, 500, 1000, 3.0), 500 + 68 + 8);
+    assert_eq!(first_share(1000, 1000, 1000, 3.0), 1000);
+    assert_eq!(first_share(10, 5, 10, f64::INFINITY), 10);
 }
 
 #[test]
@@ -218,7 +287,16 @@ fn bad_calls_are_refused() {
     assert!(s.winners(0, 3).is_err(), "statistics not set");
     s.set_stats(s.pool().stats.clone()).unwrap();
     assert!(s.winners(8, 3).is_err(), "past n_sample");
-    assert!(s.neighbours(0, &[1], &[0.0]).is_err(), "coordinates");
+    assert!(s.neighbours(&[0], &[1], &[0.0], 5).is_err(), "coordinates");
+    assert!(
+        s.neighbours(&[10], &[1], &[0.0, 0.0], 5).is_err(),
+        "past n_sample"
+    );
+    let one = Merged {
+        offsets: vec![0, 0],
+        ..Merged::default()
+    };
+    assert!(splice(&one, &[1], &one).is_err());
     assert!(s.key_histogram(&[0; 6], 30, 11).is_err());
     let wrong = Merged {
         offsets: vec![0],

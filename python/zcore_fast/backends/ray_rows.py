@@ -8,8 +8,10 @@ exchanges (the protocol is in rust/score/rows.rs):
 
 1. each worker returns its nearest row to each sample point; the driver
    keeps the smallest (distance, global row), ties to the lower row;
-2. each worker returns its k nearest rows to each winner; the driver keeps
-   the global k nearest and weighs them as one process does;
+2. each worker returns its share of the k nearest rows to each winner
+   (`_native.first_share`); the driver keeps the global k nearest and
+   weighs them as one process does, and asks every worker again for all k
+   for the few samples where a share left that inexact;
 3. each worker adds the rewards and penalties of the rows it owns.
 
 The per-dimension statistics are the global ones: minimum and maximum of
@@ -29,6 +31,7 @@ import os
 import socket
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -53,6 +56,13 @@ TARGET_SECONDS = 0.5
 #: Bytes of neighbour lists (12 per neighbour) a batch may send to the
 #: driver from all workers together.
 MAX_BATCH_BYTES = 256 << 20
+#: The margin, in standard deviations, of a worker's first share of each
+#: sample's k nearest (`_native.first_share`).
+FIRST_MARGIN = 3.0
+#: Once more than this fraction of the samples had to be asked again (rows
+#: sorted by something the embeddings show, e.g. by class), every worker
+#: sends all k at once.
+ASK_AGAIN_MOST = 0.1
 
 
 def row_ranges(n: int, workers: int) -> list[tuple[int, int]]:
@@ -163,8 +173,14 @@ def _run(
 
     n_sample, sample_dim = params["n_sample"], params["sample_dim"]
     k = min(params["redund_nn"], n - 1)
-    most = max(1, MAX_BATCH_BYTES // (12 * k * len(actors)))
+    # Each worker first sends its share of each sample's k nearest (with a
+    # margin), not all k: about k rows in all instead of k per worker. A
+    # sample whose merge that leaves inexact is asked again for all k.
+    limits = [_native.first_share(k, b - a, n, FIRST_MARGIN) for a, b in jobs]
+    most = max(1, MAX_BATCH_BYTES // (12 * sum(limits)))
     threads = available_threads()
+    merge = partial(_native.merge_penalties, k=k, redund_exp=params["redund_exp"], threads=threads)
+    asked_again = 0
     # The draws, winners and neighbours of a batch do not depend on the
     # scores, so each worker starts the next batch's winners while the
     # driver merges this batch's neighbours.
@@ -174,8 +190,9 @@ def _run(
     tick = time.perf_counter()
     while pending:
         rows, coords = _native.merge_winners(ray.get(pending), sample_dim)
-        centres = ray.put((rows, coords))
-        near_refs = [a.neighbours.remote(first, centres) for a in actors]
+        samples = np.arange(first, first + count, dtype=np.uint64)
+        centres = ray.put((samples, rows, coords))
+        near_refs = [a.neighbours.remote(centres, lim) for a, lim in zip(actors, limits)]
         # Batches grow while one round takes less than TARGET_SECONDS.
         now = time.perf_counter()
         if now - tick < TARGET_SECONDS:
@@ -184,9 +201,15 @@ def _run(
         following = first + count
         next_count = min(size, n_sample - following)
         pending = [a.winners.remote(following, next_count) for a in actors] if next_count else []
-        merged = _native.merge_penalties(
-            ray.get(near_refs), k=k, redund_exp=params["redund_exp"], threads=threads
-        )
+        merged, again = merge(ray.get(near_refs))
+        if len(again):
+            picked = (samples[again], rows[again], coords.reshape(count, -1)[again].ravel())
+            redo, _ = merge(ray.get([a.neighbours.remote(picked, k) for a in actors]))
+            merged = _native.splice_penalties(merged, again, redo)
+            asked_again += len(again)
+            if asked_again > ASK_AGAIN_MOST * following:
+                # Rows not in random order across workers: send all k.
+                limits = [k] * len(actors)
         effects = ray.put((rows, *merged))
         # Not waited for: each worker runs its calls in order.
         for a in actors:
@@ -294,11 +317,12 @@ class _RowWorker:
         return tuple(self._shard.winners(first, count))
 
     def neighbours(
-        self, first: int, centres: tuple[np.ndarray, np.ndarray]
+        self, centres: tuple[np.ndarray, np.ndarray, np.ndarray], limit: int
     ) -> tuple[np.ndarray, ...]:
-        """This shard's nearest rows to each sample's global winner."""
-        rows, coords = centres
-        return tuple(self._shard.neighbours(first, rows, coords))
+        """This shard's `limit` nearest rows to each sample's global winner
+        (samples, their winners' rows and coordinates)."""
+        samples, rows, coords = centres
+        return tuple(self._shard.neighbours(samples, rows, coords, limit))
 
     def apply(self, first: int, effects: tuple[np.ndarray, ...]) -> None:
         """Adds the batch's rewards and penalties of this shard's rows."""
