@@ -85,6 +85,35 @@ def test_rows_sorted_across_workers(cluster) -> None:
         np.testing.assert_array_equal(got, want)
 
 
+def test_neighbour_lists_kept_within_the_byte_budget(cluster, monkeypatch) -> None:
+    """A budget of a few samples' lists: batches are merged in pieces and
+    the samples asked again in chunks; the scores do not change."""
+    from zcore_fast.backends import ray_rows
+
+    x = pool(24, n=1_200, d=6)
+    x = x[np.argsort(x[:, 0], kind="stable")]
+    params = {"n_sample": 600, "redund_nn": 100, "seed": 7}
+    want = zcore_fast.score(x, **params)
+    monkeypatch.setattr(ray_rows, "MAX_BATCH_BYTES", 12 * 100 * 2 * 8)
+    got = zcore_fast.score(x, workers=2, **ROWS, **params)
+    np.testing.assert_array_equal(got, want)
+    # First shares of nothing, never given up: every sample is asked again,
+    # in chunks of the 8 samples whose full lists fit the budget.
+    monkeypatch.setattr(ray_rows, "FIRST_MARGIN", -100.0)
+    monkeypatch.setattr(ray_rows, "ASK_AGAIN_MOST", 2.0)
+    asked = []
+    ask_again = ray_rows._ask_again
+
+    def counting(*args, **kw):
+        asked.append(len(args[4]))  # the positions asked again
+        return ask_again(*args, **kw)
+
+    monkeypatch.setattr(ray_rows, "_ask_again", counting)
+    got = zcore_fast.score(x, workers=2, **ROWS, **params)
+    np.testing.assert_array_equal(got, want)
+    assert sum(asked) == 600 and max(asked) > 8, asked
+
+
 def test_more_workers_than_the_cluster_runs_at_once(cluster) -> None:
     """Row workers must all run at once: 9 asked of a 4-CPU cluster run as
     4 (the scores do not depend on the count)."""

@@ -236,8 +236,8 @@ pub fn raw_halves_range(
 
 /// `raw_halves_range` for one `part` of the range (see `Part`): the parts
 /// `0..parts` of a range sum, element by element, to exactly the range's
-/// halves. `progress(done, total)` then counts within the part's share of
-/// the work, whose `total` may be the whole range's (band search).
+/// halves. `progress(done, total)` then counts the part's own samples
+/// (under band search `total` is estimated until every batch is drawn).
 pub fn raw_halves_part(
     pool: &Pool,
     p: &Params,
@@ -415,9 +415,20 @@ mod tests {
                     second: vec![0; pool.n],
                 };
                 let mut nonzero = 0;
+                let mut finals = 0;
                 for index in 0..parts {
                     let part = Part { index, parts };
-                    let h = raw_halves_part(&pool, &p, 100..1_999, part, &mut no_progress).unwrap();
+                    // Progress counts the part's own samples, never more
+                    // than it expects, and ends with done == total.
+                    let mut last = (0, 0);
+                    let mut watch = |done: u64, total: u64| {
+                        assert!(done <= total, "{done} of {total}");
+                        last = (done, total);
+                        Ok(())
+                    };
+                    let h = raw_halves_part(&pool, &p, 100..1_999, part, &mut watch).unwrap();
+                    assert_eq!(last.0, last.1, "{search:?} {parts} {index}");
+                    finals += last.0;
                     nonzero += usize::from(h.first.iter().chain(&h.second).any(|&v| v != 0));
                     sum.first
                         .iter_mut()
@@ -428,6 +439,10 @@ mod tests {
                         .zip(&h.second)
                         .for_each(|(a, b)| *a += b);
                 }
+                assert_eq!(
+                    finals, 1_899,
+                    "every sample counted once: {search:?} {parts}"
+                );
                 assert_eq!(sum.first, full.first, "{search:?} {parts}");
                 assert_eq!(sum.second, full.second, "{search:?} {parts}");
                 // Every part did some of the work (5 dimensions, <= 7 parts:

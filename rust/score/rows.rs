@@ -364,10 +364,7 @@ impl<'a> RowShard<'a> {
     /// Adds samples `first..first + winners.len()`: one point to each
     /// winner, minus its penalties, for the rows this shard holds.
     pub fn apply(&mut self, first: u64, winners: &[u64], merged: &Merged) -> Result<()> {
-        if merged.offsets.len() != winners.len() + 1
-            || merged.offsets.last().copied() != Some(merged.row.len() as u64)
-            || merged.row.len() != merged.fixed.len()
-        {
+        if merged.offsets.len() != winners.len() + 1 || !well_formed(merged) {
             return Err(invalid!("penalties and winners of different batches"));
         }
         let half_at = self.params.n_sample / 2;
@@ -540,7 +537,13 @@ pub fn merge_penalties(parts: &[Nearby], k: usize, p: &Params) -> Result<(Merged
 /// empty by `merge_penalties`) taken from `redo`, their merge in that order.
 pub fn splice(merged: &Merged, at: &[u32], redo: &Merged) -> Result<Merged> {
     let count = merged.offsets.len().saturating_sub(1);
-    if redo.offsets.len() != at.len() + 1 || at.iter().any(|&i| i as usize >= count) {
+    let ascending = at.windows(2).all(|w| w[0] < w[1]);
+    if redo.offsets.len() != at.len() + 1
+        || !ascending
+        || at.iter().any(|&i| i as usize >= count)
+        || !well_formed(merged)
+        || !well_formed(redo)
+    {
         return Err(invalid!(
             "the redone penalties are not those of the samples left out"
         ));
@@ -564,6 +567,14 @@ pub fn splice(merged: &Merged, at: &[u32], redo: &Merged) -> Result<Merged> {
         out.offsets.push(out.row.len() as u64);
     }
     Ok(out)
+}
+
+/// Whether `m`'s offsets start at 0, never decrease and end at its rows.
+fn well_formed(m: &Merged) -> bool {
+    m.offsets.first() == Some(&0)
+        && m.offsets.windows(2).all(|w| w[0] <= w[1])
+        && m.offsets.last() == Some(&(m.row.len() as u64))
+        && m.row.len() == m.fixed.len()
 }
 
 /// How many of its nearest rows a shard of `rows` rows (of `total`) sends

@@ -515,12 +515,24 @@ pub(crate) fn run_range(
     let mut acc = Accumulators::new(pool.n, p.threads);
     let mut index = BandIndex::with_isa(p.isa);
     let mut first = start;
+    // Progress counts this part's samples: done in earlier batches, and
+    // expected in all (under band search, estimated from the share of the
+    // samples drawn so far whose band dimension is this part's).
+    let (mut counted, mut expect) = (0u64, total);
+    let (mut own_drawn, mut drawn) = (0u64, 0u64);
     while first < end {
         let len = (end - first).min(BATCH) as usize;
         let sub = band.then_some(&sorted_sub[..]);
-        let batch = Batch::new(pool, p, sub, first, len, &mut || {
-            progress(first - start, total)
-        })?;
+        let batch = Batch::new(pool, p, sub, first, len, &mut || progress(counted, expect))?;
+        let owns = |i: &u32| part.owns_dim(batch.band_dim[*i as usize] as usize, pool.d);
+        let own = if band && part.parts > 1 {
+            batch.order.iter().filter(|i| owns(i)).count() as u64
+        } else {
+            len as u64
+        };
+        (own_drawn, drawn) = (own_drawn + own, drawn + len as u64);
+        let undrawn = u128::from(end - first - len as u64);
+        expect = own_drawn + (undrawn * u128::from(own_drawn) / u128::from(drawn)) as u64;
         let mut stretch =
             |order: &[u32], finder: Finder<'_>, acc: &mut Accumulators, before: u64| {
                 let job = Stretch {
@@ -534,11 +546,11 @@ pub(crate) fn run_range(
                     coarse: coarse.as_ref(),
                 };
                 run_stretch(&job, acc, &mut |done| {
-                    progress(first - start + before + done, total)
+                    progress(counted + before + done, expect)
                 })
             };
         if band {
-            let mut at = 0;
+            let (mut at, mut before) = (0, 0);
             while at < len {
                 let b = batch.band_dim[batch.order[at] as usize];
                 let end = at
@@ -555,16 +567,18 @@ pub(crate) fn run_range(
                     &batch.order[at..end],
                     Finder::Band(&index),
                     &mut acc,
-                    at as u64,
+                    before,
                 )?;
+                before += (end - at) as u64;
                 at = end;
             }
         } else {
             stretch(&batch.order, Finder::Brute, &mut acc, 0)?;
         }
+        counted += own;
         first += len as u64;
     }
-    progress(total, total)?;
+    progress(counted, counted)?;
     Ok(acc.into_halves())
 }
 

@@ -177,7 +177,10 @@ def _run(
     # margin), not all k: about k rows in all instead of k per worker. A
     # sample whose merge that leaves inexact is asked again for all k.
     limits = [_native.first_share(k, b - a, n, FIRST_MARGIN) for a, b in jobs]
-    most = max(1, MAX_BATCH_BYTES // (12 * sum(limits)))
+    # Samples whose neighbour lists fit MAX_BATCH_BYTES: at the first
+    # shares, and when every worker sends all k.
+    most = max(1, MAX_BATCH_BYTES // (12 * max(1, sum(limits))))
+    most_full = max(1, MAX_BATCH_BYTES // (12 * k * len(actors)))
     threads = available_threads()
     merge = partial(_native.merge_penalties, k=k, redund_exp=params["redund_exp"], threads=threads)
     asked_again = 0
@@ -190,9 +193,16 @@ def _run(
     tick = time.perf_counter()
     while pending:
         rows, coords = _native.merge_winners(ray.get(pending), sample_dim)
+        coords = coords.reshape(count, sample_dim)
         samples = np.arange(first, first + count, dtype=np.uint64)
-        centres = ray.put((samples, rows, coords))
-        near_refs = [a.neighbours.remote(centres, lim) for a, lim in zip(actors, limits)]
+        # In pieces of at most `most` samples (one piece, unless the
+        # shares grew to all k after this batch was drawn).
+        pieces = []
+        for lo in range(0, count, most):
+            hi = min(count, lo + most)
+            centres = ray.put((samples[lo:hi], rows[lo:hi], coords[lo:hi].ravel()))
+            refs = [a.neighbours.remote(centres, lim) for a, lim in zip(actors, limits)]
+            pieces.append((lo, hi, refs))
         # Batches grow while one round takes less than TARGET_SECONDS.
         now = time.perf_counter()
         if now - tick < TARGET_SECONDS:
@@ -201,19 +211,20 @@ def _run(
         following = first + count
         next_count = min(size, n_sample - following)
         pending = [a.winners.remote(following, next_count) for a in actors] if next_count else []
-        merged, again = merge(ray.get(near_refs))
-        if len(again):
-            picked = (samples[again], rows[again], coords.reshape(count, -1)[again].ravel())
-            redo, _ = merge(ray.get([a.neighbours.remote(picked, k) for a in actors]))
-            merged = _native.splice_penalties(merged, again, redo)
-            asked_again += len(again)
-            if asked_again > ASK_AGAIN_MOST * following:
-                # Rows not in random order across workers: send all k.
-                limits = [k] * len(actors)
-        effects = ray.put((rows, *merged))
-        # Not waited for: each worker runs its calls in order.
-        for a in actors:
-            a.apply.remote(first, effects)
+        for lo, hi, refs in pieces:
+            merged, again = merge(ray.get(refs))
+            if len(again):
+                piece = (samples[lo:hi], rows[lo:hi], coords[lo:hi])
+                merged = _ask_again(ray, actors, merge, merged, again, piece, k, most_full)
+                asked_again += len(again)
+            effects = ray.put((rows[lo:hi], *merged))
+            # Not waited for: each worker runs its calls in order.
+            for a in actors:
+                a.apply.remote(first + lo, effects)
+        if asked_again > ASK_AGAIN_MOST * following and limits != [k] * len(actors):
+            # Rows not in random order across workers: all k at once.
+            limits, most = [k] * len(actors), most_full
+            size = min(size, most)
         if progress is not None:
             progress(following, n_sample)
         first, count = following, next_count
@@ -222,6 +233,32 @@ def _run(
         np.concatenate([h[0] for h in halves]),
         np.concatenate([h[1] for h in halves]),
     )
+
+
+def _ask_again(
+    ray: Any,
+    actors: list[Any],
+    merge: Callable[..., Any],
+    merged: tuple[np.ndarray, np.ndarray, np.ndarray],
+    again: np.ndarray,
+    piece: tuple[np.ndarray, np.ndarray, np.ndarray],
+    k: int,
+    most: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`merged` with the samples at positions `again` merged from every
+    worker's k nearest (asked `most` samples at a time, so the lists stay
+    within MAX_BATCH_BYTES) instead of their first shares."""
+    from zcore_fast import _native
+
+    samples, rows, coords = piece
+    for lo in range(0, len(again), most):
+        at = again[lo : lo + most]
+        picked = (samples[at], rows[at], coords[at].ravel())
+        redo, still = merge(ray.get([a.neighbours.remote(picked, k) for a in actors]))
+        # Every worker sent all it holds up to k: the merge is exact.
+        assert not len(still), "a merge of every worker's k nearest was not exact"
+        merged = _native.splice_penalties(merged, at, redo)
+    return merged
 
 
 def _non_finite_message(rows: np.ndarray) -> str:
