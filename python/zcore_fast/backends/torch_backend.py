@@ -82,15 +82,7 @@ def score_halves(
     src = _open(sources, params)
     devices = placement.resolve_devices(device)
     try:
-        try:
-            return _score(src, params, devices, storage, batch_size, pool_memory, kernels, progress)
-        except columns.Float16OverflowError:
-            if storage is not None:
-                raise
-            # float16 by default, float32 when the values do not fit it.
-            return _score(
-                src, params, devices, "float32", batch_size, pool_memory, kernels, progress
-            )
+        return _score(src, params, devices, storage, batch_size, pool_memory, kernels, progress)
     except torch.cuda.OutOfMemoryError as e:
         raise ZCoreError(
             f"GPU out of memory while scoring ({e}); free GPU memory, pass a smaller "
@@ -149,12 +141,7 @@ def score_range(
         raise ValueError(f"sample range {start}..{end} is not within 0..{params.n_sample}")
     src = _open(sources, params)
     devices = placement.resolve_devices(device)
-    try:
-        scorers = _scorers(src, params, devices, storage, None, None, "auto")
-    except columns.Float16OverflowError:
-        if storage is not None:
-            raise
-        scorers = _scorers(src, params, devices, "float32", None, None, "auto")
+    scorers = _fitting_scorers(src, params, devices, storage, None, None, "auto")
     return runner.run_all(scorers, params, progress, span=(start, end))
 
 
@@ -172,6 +159,25 @@ def finish(
         first.astype(np.float64) / search.FIXED_ONE,
         second.astype(np.float64) / search.FIXED_ONE,
     )
+
+
+def _fitting_scorers(
+    src: columns.Sources,
+    p: Params,
+    devices: list[torch.device],
+    storage: str | None,
+    batch_size: int | None,
+    pool_memory: int | None,
+    kernels: str,
+) -> list[runner.DeviceScorer]:
+    """`_scorers`, the pool stored as float16 by default and as float32 when
+    its values do not fit float16 (an explicit `storage` is kept)."""
+    try:
+        return _scorers(src, p, devices, storage, batch_size, pool_memory, kernels)
+    except columns.Float16OverflowError:
+        if storage is not None:
+            raise
+        return _scorers(src, p, devices, "float32", batch_size, pool_memory, kernels)
 
 
 def _scorers(
@@ -222,7 +228,7 @@ def _score(
     kernels: str,
     progress: ProgressFn | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    scorers = _scorers(src, p, devices, storage, batch_size, pool_memory, kernels)
+    scorers = _fitting_scorers(src, p, devices, storage, batch_size, pool_memory, kernels)
     first, second = runner.run_all(scorers, p, progress)
     return finish(first, second, p, devices[0])
 
