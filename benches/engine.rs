@@ -25,6 +25,7 @@ fn main() {
     let search = match std::env::args().nth(4).as_deref() {
         Some("brute") => Search::Brute,
         Some("band") => Search::Band,
+        Some("pair") => Search::Pair,
         _ => Search::Auto,
     };
     let mut rng = Stream::new(1, 7, 0);

@@ -181,13 +181,15 @@ def test_auto_sample_count_grows_with_the_pool() -> None:
 
 
 def test_band_search_and_passes_give_the_same_bits(x: np.ndarray) -> None:
-    """The engine's two exact search methods, forced through the binding,
-    agree bit for bit (pools of 100,000+ rows use band search by default)."""
+    """The engine's exact search methods, forced through the binding, agree
+    bit for bit (pools of 100,000+ rows use band search by default, with
+    pair indexes where many samples share a pair of dimensions)."""
     from zcore_fast import _native
 
     args = dict(n_sample=3000, sample_dim=2, redund_nn=50, redund_exp=4.0, rand_init=True, seed=2)
-    by = {s: _native.score([x], threads=2, search=s, **args) for s in ("brute", "band", "auto")}
-    for name in ("band", "auto"):
+    methods = ("brute", "band", "pair", "auto")
+    by = {s: _native.score([x], threads=2, search=s, **args) for s in methods}
+    for name in methods[1:]:
         for a, b in zip(by["brute"], by[name]):
             assert a.tobytes() == b.tobytes(), name
     with pytest.raises(ValueError, match="search must be"):

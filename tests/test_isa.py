@@ -22,7 +22,7 @@ def test_levels_are_listed_lowest_first() -> None:
     assert _native.isa_level() == LEVELS[-1]  # the best one by default
 
 
-@pytest.mark.parametrize("search", ["brute", "band"])
+@pytest.mark.parametrize("search", ["brute", "band", "pair"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_every_level_gives_the_same_bits(monkeypatch, search: str, dtype: type) -> None:
     x = clustered(3000, 12, seed=5).astype(dtype)

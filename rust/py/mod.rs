@@ -79,9 +79,10 @@ fn score<'py>(
         "auto" => Search::Auto,
         "brute" => Search::Brute,
         "band" => Search::Band,
+        "pair" => Search::Pair,
         other => {
             return Err(PyValueError::new_err(format!(
-                "search must be 'auto', 'brute' or 'band', got {other:?}"
+                "search must be 'auto', 'brute', 'band' or 'pair', got {other:?}"
             )))
         }
     };

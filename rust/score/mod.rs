@@ -377,7 +377,7 @@ mod tests {
     #[test]
     fn sample_ranges_sum_to_the_full_run() {
         let pool = pool_from_rows(&clustered_rows(2500, 5, 8)).unwrap();
-        for search in [Search::Brute, Search::Band] {
+        for search in [Search::Brute, Search::Band, Search::Pair] {
             let p = Params {
                 search,
                 ..params(2_345, 2)
@@ -403,7 +403,7 @@ mod tests {
             }
         }
         // Parts of a range (by band dimension under band search) add up too.
-        for search in [Search::Brute, Search::Band] {
+        for search in [Search::Brute, Search::Band, Search::Pair] {
             let p = Params {
                 search,
                 ..params(1_999, 2)
@@ -479,6 +479,10 @@ mod tests {
         );
         assert_eq!(run(&pool, Search::Band, 1), brute);
         assert_eq!(run(&pool, Search::Band, 3), brute);
+        assert_eq!(run(&pool, Search::Pair, 1), brute);
+        assert_eq!(run(&pool, Search::Pair, 3), brute);
+        assert_eq!(run(&pool, Search::Pair, 1), brute);
+        assert_eq!(run(&pool, Search::Pair, 3), brute);
         runner::FORCE_SHARED.store(true, std::sync::atomic::Ordering::Relaxed);
         let shared = run(&pool, Search::Band, 3);
         runner::FORCE_SHARED.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -503,6 +507,7 @@ mod tests {
         let widened = Pool::build(&[src]).unwrap();
         assert!(!widened.is_f16());
         assert_eq!(run(&half, Search::Auto, 2), run(&widened, Search::Brute, 2));
+        assert_eq!(run(&half, Search::Pair, 2), run(&widened, Search::Brute, 2));
     }
 
     #[test]

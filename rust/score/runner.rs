@@ -8,7 +8,9 @@
 //!   so a tile of columns comes from memory once for all its samples;
 //! - band search: samples grouped by their band dimension, so one
 //!   `BandIndex` (built in parallel, shared by all workers) serves every
-//!   sample of the group.
+//!   sample of the group; within it, by their other dimension, so that a
+//!   pair with enough samples to pay for a `PairIndex` (huge pools, few
+//!   dimensions) gets one.
 
 use super::penalty::Penalties;
 use super::{draw_into, Halves, Params, FIXED_ONE};
@@ -16,6 +18,7 @@ use crate::error::Result;
 use crate::pool::Pool;
 use crate::search::band::{BandIndex, BandQuery};
 use crate::search::coarse::Coarse;
+use crate::search::pair::{strip_rows, PairIndex};
 use crate::search::Searcher;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -128,8 +131,13 @@ pub enum Search {
     Auto,
     /// Vectorised passes over all rows.
     Brute,
-    /// Band search (two-dimensional subspaces only; others use brute force).
+    /// Band search (two-dimensional subspaces only; others use brute force),
+    /// without pair indexes.
     Band,
+    /// Band search with a pair index for every pair of dimensions, however
+    /// few its samples (for tests and benchmarks; `Auto` builds one where
+    /// it pays).
+    Pair,
 }
 
 /// A sample's neighbours are searched in a band only if the band is
@@ -147,8 +155,75 @@ fn use_band(pool: &Pool<'_>, p: &Params) -> bool {
         && match p.search {
             Search::Auto => pool.n >= BAND_MIN_ROWS || pool.is_f16(),
             Search::Brute => false,
-            Search::Band => true,
+            Search::Band | Search::Pair => true,
         }
+}
+
+/// The cost of building a `PairIndex` for N rows, in multiples of N rows read
+/// by band searches. Measured on the benchmark's float16 mixtures (two
+/// threads): at N = 10^6, D = 64, 100 samples per pair, 8 built indexes
+/// that cost 27 % more than band search, 16-64 none; at N = 10^7, D = 4,
+/// 500 samples per pair, 8-32 built them (2.2x faster than band search)
+/// and 64 did not. The break-even there is 150-250 samples per pair.
+const PAIR_BUILD_ROWS: usize = 24;
+
+/// The pairs of dimensions (by `lower * d + upper`) whose samples in a
+/// batch get a pair index: under `Search::Auto`, those whose band searches
+/// would read more rows (`chosen`'s estimates in the subsample, each capped
+/// at the whole-column pass a wide band switches to) than building the
+/// index costs. Pairs are counted unordered, so that one index serves the
+/// samples of both band dimensions.
+fn paired_pairs(p: &Params, d: usize, sub_n: usize, chosen: &[(u32, u32, u32)]) -> Paired {
+    match p.search {
+        Search::Pair => Paired::All,
+        // With fewer samples than pairs, none comes near the hundreds of
+        // samples an index needs to pay (dimensions are drawn uniformly);
+        // this also bounds the table below by the batch.
+        Search::Auto if d * d <= 2 * chosen.len() => {
+            let cap = (sub_n / BAND_MAX_SHARE) as u64;
+            let mut band = vec![0u64; d * d];
+            for &(b, o, rows) in chosen {
+                band[b.min(o) as usize * d + b.max(o) as usize] += u64::from(rows).min(cap);
+            }
+            let build = (PAIR_BUILD_ROWS * sub_n) as u64;
+            Paired::Some(band.into_iter().map(|rows| rows > build).collect())
+        }
+        _ => Paired::None,
+    }
+}
+
+/// (band, other) dimensions of the samples of a pair with a pair index:
+/// the same for both orders, so one index serves the pair. The lower
+/// dimension when their sum is even, else the upper: every dimension is the
+/// band dimension of about half its pairs, so parts split by band dimension
+/// (`Part`) get even shares (always the lower would give dimension 0 all
+/// its pairs and the last none).
+fn pair_band(x: u32, y: u32) -> (u32, u32) {
+    let (lower, upper) = (x.min(y), x.max(y));
+    if (lower + upper) % 2 == 0 {
+        (lower, upper)
+    } else {
+        (upper, lower)
+    }
+}
+
+/// Which pairs of dimensions of a batch use a pair index.
+enum Paired {
+    None,
+    All,
+    /// By `lower * d + upper`.
+    Some(Vec<bool>),
+}
+
+impl Paired {
+    /// Whether the pair of dimensions `x` and `y` (of `d`) uses one.
+    fn has(&self, x: u32, y: u32, d: usize) -> bool {
+        match self {
+            Paired::None => false,
+            Paired::All => true,
+            Paired::Some(table) => table[x.min(y) as usize * d + x.max(y) as usize],
+        }
+    }
 }
 
 /// The draws of a batch of samples, in processing order.
@@ -161,6 +236,23 @@ struct Batch {
     order: Vec<u32>,
     /// Band search: the band dimension of each sample (by offset).
     band_dim: Vec<u32>,
+    /// Band search: the pairs of dimensions whose samples use a pair index.
+    /// Their band dimension is then `pair_band`'s.
+    paired: Paired,
+}
+
+impl Batch {
+    /// The dimension of sample `i`'s (two-dimensional) subspace other than
+    /// its band dimension.
+    fn other_dim(&self, i: u32) -> u32 {
+        let at = i as usize * self.m;
+        let b = self.band_dim[i as usize];
+        if self.dims[at] == b {
+            self.dims[at + 1]
+        } else {
+            self.dims[at]
+        }
+    }
 }
 
 /// Subsample rows within `radius` of `x` in one dimension: proportional to
@@ -192,6 +284,7 @@ impl Batch {
             .enumerate()
             .for_each(|(i, (d, x))| draw_into(&pool.stats, p.seed, first + i as u64, d, x));
         let mut band_dim = Vec::new();
+        let mut paired = Paired::None;
         // (locality key, sample offset), sorted.
         let keyed: Vec<(u64, u32)> = match band {
             Some(sorted_sub) => {
@@ -200,29 +293,39 @@ impl Batch {
                 // the subsample) is smaller. Outliers far out in one
                 // dimension have small bands there and huge ones in the other.
                 let k = p.redund_nn.min(pool.n - 1);
-                band_dim.reserve(len);
+                let mut chosen = Vec::with_capacity(len);
                 let slice = m << 15;
                 for (ds, xs) in dims.chunks(slice).zip(q.chunks(slice)) {
                     check()?;
-                    band_dim.par_extend(ds.par_chunks(m).zip(xs.par_chunks(m)).map_init(
+                    chosen.par_extend(ds.par_chunks(m).zip(xs.par_chunks(m)).map_init(
                         || Searcher::with_isa(p.isa),
                         |searcher, (d, x)| {
                             let radius = searcher.limit_estimate(pool, d, x, k);
                             let rows0 = band_rows(&sorted_sub[d[0] as usize], x[0], radius);
                             let rows1 = band_rows(&sorted_sub[d[1] as usize], x[1], radius);
                             if rows0 <= rows1 {
-                                d[0]
+                                (d[0], d[1], rows0 as u32)
                             } else {
-                                d[1]
+                                (d[1], d[0], rows1 as u32)
                             }
                         },
                     ));
                 }
-                band_dim
+                paired = paired_pairs(p, pool.d, pool.sub_n, &chosen);
+                let d = pool.d;
+                for c in &mut chosen {
+                    if paired.has(c.0, c.1, d) {
+                        (c.0, c.1) = pair_band(c.0, c.1);
+                    }
+                }
+                // Grouped by band dimension, then by the other one.
+                let keyed = chosen
                     .iter()
                     .enumerate()
-                    .map(|(i, &b)| (u64::from(b), i as u32))
-                    .collect()
+                    .map(|(i, &(b, o, _))| (u64::from(b) * d as u64 + u64::from(o), i as u32))
+                    .collect();
+                band_dim = chosen.iter().map(|c| c.0).collect();
+                keyed
             }
             None => {
                 // Samples ordered by the pair of column groups they read,
@@ -261,6 +364,7 @@ impl Batch {
             q,
             order,
             band_dim,
+            paired,
         })
     }
 }
@@ -331,6 +435,7 @@ impl Sink<'_> {
 enum Finder<'a> {
     Brute,
     Band(&'a BandIndex),
+    Pair(&'a PairIndex),
 }
 
 /// Everything workers share while running one stretch of a batch.
@@ -366,7 +471,7 @@ fn worker(
     while !stop.load(Ordering::Relaxed) {
         let chunk = match job.finder {
             Finder::Brute => CHUNK,
-            Finder::Band(_) => BAND_CHUNK,
+            Finder::Band(_) | Finder::Pair(_) => BAND_CHUNK,
         };
         let start = next.fetch_add(chunk as u64, Ordering::Relaxed) as usize;
         if start >= len {
@@ -413,6 +518,23 @@ fn worker(
                     } else {
                         index.knn(pool, c, k, winner, guess, &mut neighbours);
                     }
+                    winner
+                }
+                Finder::Pair(index) => {
+                    let (b, o) = (index.band, index.other);
+                    let (qb, qo) = if dims[0] == b {
+                        (q[0], q[1])
+                    } else {
+                        (q[1], q[0])
+                    };
+                    let winner = index.nearest(qb, qo).row;
+                    let (cb, co) = (
+                        pool.value(b as usize, winner as usize),
+                        pool.value(o as usize, winner as usize),
+                    );
+                    let centre = if dims[0] == b { [cb, co] } else { [co, cb] };
+                    let guess = searcher.limit_estimate(pool, dims, &centre, k);
+                    index.knn(cb, co, k, winner, guess, &mut neighbours);
                     winner
                 }
             };
@@ -514,6 +636,8 @@ pub(crate) fn run_range(
         .flatten();
     let mut acc = Accumulators::new(pool.n, p.threads);
     let mut index = BandIndex::with_isa(p.isa);
+    let mut pair = PairIndex::with_isa(p.isa);
+    let strip = strip_rows(pool.n, p.redund_nn.min(pool.n - 1));
     let mut first = start;
     // Progress counts this part's samples: done in earlier batches, and
     // expected in all (under band search, estimated from the share of the
@@ -563,13 +687,34 @@ pub(crate) fn run_range(
                     continue;
                 }
                 index.build(pool, b);
-                stretch(
-                    &batch.order[at..end],
-                    Finder::Band(&index),
-                    &mut acc,
-                    before,
-                )?;
-                before += (end - at) as u64;
+                // Runs of pairs that search the band index are one stretch;
+                // each pair that pays for a pair index is one of its own.
+                let (mut g, mut run_from) = (at, at);
+                while g < end {
+                    let o = batch.other_dim(batch.order[g]);
+                    let g_end = g + batch.order[g..end]
+                        .iter()
+                        .position(|&i| batch.other_dim(i) != o)
+                        .unwrap_or(end - g);
+                    let group = &batch.order[g..g_end];
+                    if batch.paired.has(b, o, pool.d) {
+                        if run_from < g {
+                            let run = &batch.order[run_from..g];
+                            stretch(run, Finder::Band(&index), &mut acc, before)?;
+                            before += run.len() as u64;
+                        }
+                        pair.build(pool, &index, o, strip);
+                        stretch(group, Finder::Pair(&pair), &mut acc, before)?;
+                        before += group.len() as u64;
+                        run_from = g_end;
+                    }
+                    g = g_end;
+                }
+                if run_from < end {
+                    let run = &batch.order[run_from..end];
+                    stretch(run, Finder::Band(&index), &mut acc, before)?;
+                    before += run.len() as u64;
+                }
                 at = end;
             }
         } else {
@@ -626,7 +771,74 @@ fn run_stretch(
 
 #[cfg(test)]
 mod tests {
-    use super::order_by_key;
+    use super::*;
+    use crate::npy::Dtype;
+    use crate::pool::Source;
+    use crate::rng::Stream;
+
+    /// A float16 pool (used in place, so band search runs under `Auto`),
+    /// column-major, with heavy tails.
+    fn f16_pool(n: usize, d: usize, seed: u64) -> Pool<'static> {
+        let mut rng = Stream::new(seed, 3, 0);
+        let bits: Vec<u8> = (0..n * d)
+            .map(|_| half::f16::from_f32(((rng.unit_open() as f32) - 0.5).powi(3) * 20.0))
+            .flat_map(|h| h.to_le_bytes())
+            .collect();
+        let bytes: &'static [u8] = Box::leak(bits.into_boxed_slice());
+        let src = Source {
+            bytes,
+            dtype: Dtype::F16,
+            rows: n,
+            cols: d,
+            fortran_order: true,
+            name: "t",
+        };
+        Pool::build_with(&[src], &|| true, 0).unwrap()
+    }
+
+    /// Under `Auto`, pairs with many samples get a pair index and others
+    /// do not (the choice follows the estimated band cost), and the run
+    /// gives the bits of brute force whichever is chosen.
+    #[test]
+    fn auto_builds_pair_indexes_where_they_pay() {
+        let pool = f16_pool(3000, 4, 1);
+        assert!(use_band(&pool, &Params::default()));
+        let p = |search, n_sample, redund_nn| Params {
+            search,
+            n_sample,
+            redund_nn,
+            seed: 5,
+            threads: 2,
+            ..Params::default()
+        };
+        let paired = |p: &Params, len: usize| {
+            let sub: Vec<Vec<f32>> = (0..pool.d)
+                .map(|d| {
+                    let mut v = pool.sub_column(d).to_vec();
+                    v.sort_unstable_by(f32::total_cmp);
+                    v
+                })
+                .collect();
+            let batch = Batch::new(&pool, p, Some(&sub), 0, len, &mut || Ok(())).unwrap();
+            (0..4u32)
+                .flat_map(|x| (x + 1..4).map(move |y| (x, y)))
+                .filter(|&(x, y)| batch.paired.has(x, y, pool.d))
+                .count()
+        };
+        // Many wide-band samples per pair: every pair pays.
+        let many = p(Search::Auto, 6000, 300);
+        assert_eq!(paired(&many, 6000), 6);
+        // A few samples per pair: none does.
+        assert_eq!(paired(&p(Search::Auto, 300, 300), 300), 0);
+        assert_eq!(paired(&p(Search::Band, 6000, 300), 6000), 0);
+        assert_eq!(paired(&p(Search::Pair, 10, 2), 10), 6);
+        let brute =
+            super::super::raw_halves(&pool, &p(Search::Brute, 6000, 300), &mut |_, _| Ok(()));
+        let auto = super::super::raw_halves(&pool, &many, &mut |_, _| Ok(()));
+        let (brute, auto) = (brute.unwrap(), auto.unwrap());
+        assert_eq!(auto.first, brute.first);
+        assert_eq!(auto.second, brute.second);
+    }
 
     /// The radix order equals sorting (key, offset) pairs, for keys of
     /// every width, with many ties.

@@ -46,7 +46,13 @@ pub struct BandIndex {
 
 /// Rows `from..to` of a column as f32 (float16 widened in bulk, which
 /// vectorises, into `buf`).
-fn values<'a>(isa: Isa, col: Col<'a>, from: usize, to: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+pub(super) fn values<'a>(
+    isa: Isa,
+    col: Col<'a>,
+    from: usize,
+    to: usize,
+    buf: &'a mut Vec<f32>,
+) -> &'a [f32] {
     match col {
         Col::F32(c) => &c[from..to],
         Col::F16(c) => {
@@ -82,7 +88,7 @@ impl BandIndex {
     /// subtraction and multiplication by a non-negative number are
     /// monotone), which is all the search's bounds rely on.
     #[inline(always)]
-    fn bucket(&self, x: f32) -> usize {
+    pub(super) fn bucket(&self, x: f32) -> usize {
         let j = (x - self.lo) * self.scale;
         // `as` saturates: below `lo` gives 0.
         (j as usize).min(self.start.len() - 2)
@@ -166,6 +172,13 @@ impl BandIndex {
             .unzip();
         self.bmin = bmin;
         self.bmax = bmax;
+    }
+
+    /// The buckets in value order: `(start, rows, vals)`, bucket `j` at
+    /// positions `start[j]..start[j + 1]` of `rows` (ascending within it)
+    /// and `vals` (their values in `dim`).
+    pub(super) fn buckets(&self) -> (&[u32], &[u32], &[f32]) {
+        (&self.start, &self.rows, &self.vals)
     }
 
     /// Calls `visit(rows, vals)` for buckets in increasing order of their
@@ -332,7 +345,7 @@ impl BandIndex {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::npy::Dtype;
     use crate::pool::{Pool, Source};
@@ -342,7 +355,7 @@ mod tests {
 
     /// Column-major pools with coarse values (ties), duplicate rows, a
     /// constant dimension and heavy tails; stored as f32 or float16.
-    fn pool(seed: u64, n: usize, f16_store: bool) -> Pool<'static> {
+    pub(in crate::search) fn pool(seed: u64, n: usize, f16_store: bool) -> Pool<'static> {
         let mut rng = Stream::new(seed, 7, 0);
         let d = 4;
         let mut cols = vec![0f32; n * d];

@@ -17,6 +17,7 @@
 pub mod band;
 pub mod coarse;
 pub mod one_pass;
+pub mod pair;
 
 use crate::arch::{Candidates, Isa};
 pub use crate::neighbour::Neighbour;
