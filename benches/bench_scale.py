@@ -26,7 +26,8 @@ pool), once: later runs reuse the file.
 Scoring goes through the public API, zcore_fast.score_report(path, ...,
 backend="cpu", cache="always"), in a child process whose RssAnon the parent
 samples every 20 ms: the peak of private/anonymous memory is printed against
-the bound 16 bytes x N + 1 GiB (VmHWM is printed too; it includes the pages of
+the bound 36 bytes x N + 1 GiB (accumulators 16, the band index 8 and a pair
+index 12 bytes per row; VmHWM is printed too; it includes the pages of
 the memory-mapped files). The first call builds the engine's cache (the
 cache directory is emptied first unless --keep-cache) and its build time is
 reported apart; the next --repeats calls reuse it, and their median wall
@@ -241,7 +242,7 @@ def measure(
         log(f"{label}: reference, {ref_samples} samples (+1 warm-up)")
         ref = reference_seconds_per_sample(path, ref_samples)
     per = seconds / samples
-    bound = 16 * n + GIB
+    bound = 36 * n + GIB
     return {
         "label": label,
         "n": n,
@@ -324,7 +325,7 @@ def print_calls(fig: dict) -> None:
     print(
         f"memory: peak RssAnon {gib(fig['peak_anon'])} GiB ({fig['memory_samples']} samples "
         f"20 ms apart; {gib(fig['anon_after_import'])} GiB after import), VmHWM "
-        f"{gib(fig['vm_hwm'])} GiB (includes mapped file pages), bound 16 x N + 1 GiB = "
+        f"{gib(fig['vm_hwm'])} GiB (includes mapped file pages), bound 36 x N + 1 GiB = "
         f"{gib(fig['bound'])} GiB: {holds(fig)}"
     )
     print(

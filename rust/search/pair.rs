@@ -39,6 +39,10 @@ use rayon::prelude::*;
 /// stops soon after its answer, and large enough to vectorise.
 const STEP: usize = 32;
 
+/// Rows widened at a time while scattering (float16 pools): the widened
+/// values stay in L1/L2 instead of a chunk-sized buffer.
+const BLOCK: usize = 8192;
+
 /// Most `BandIndex` buckets in one strip: in the sparse tails, where a
 /// strip of `strip_rows` rows would span a wide range of `b` values, most
 /// of a far query's reads would be rows far from it in `b` (measured on a
@@ -208,8 +212,11 @@ impl PairIndex {
             .map(|&from| {
                 let mut count = vec![0u32; strips];
                 let mut buf = Vec::new();
-                for &x in values(isa, bcol, from, (from + chunk).min(n), &mut buf) {
-                    count[strip_of[band.bucket(x)] as usize] += 1;
+                for at in (from..(from + chunk).min(n)).step_by(BLOCK) {
+                    let to = (at + BLOCK).min(from + chunk).min(n);
+                    for &x in values(isa, bcol, at, to, &mut buf) {
+                        count[strip_of[band.bucket(x)] as usize] += 1;
+                    }
                 }
                 count
             })
@@ -234,21 +241,24 @@ impl PairIndex {
             .par_iter_mut()
             .zip(&froms)
             .for_each(|(next, &from)| {
-                let to = (from + chunk).min(n);
+                let end = (from + chunk).min(n);
                 let (mut bbuf, mut obuf) = (Vec::new(), Vec::new());
-                let bs = values(isa, bcol, from, to, &mut bbuf);
-                let os = values(isa, ocol, from, to, &mut obuf);
-                for ((row, &xb), &xo) in (from..).zip(bs).zip(os) {
-                    let s = strip_of[band.bucket(xb)] as usize;
-                    let p = next[s] as usize;
-                    next[s] += 1;
-                    // SAFETY: each chunk writes only the positions it reserved
-                    // in each strip (disjoint across chunks), all below n, the
-                    // length of the three buffers.
-                    unsafe {
-                        *out.0.ptr().add(p) = row as u32;
-                        *out.1.ptr().add(p) = xb;
-                        *out.2.ptr().add(p) = xo;
+                for at in (from..end).step_by(BLOCK) {
+                    let to = (at + BLOCK).min(end);
+                    let bs = values(isa, bcol, at, to, &mut bbuf);
+                    let os = values(isa, ocol, at, to, &mut obuf);
+                    for ((row, &xb), &xo) in (at..).zip(bs).zip(os) {
+                        let s = strip_of[band.bucket(xb)] as usize;
+                        let p = next[s] as usize;
+                        next[s] += 1;
+                        // SAFETY: each chunk writes only the positions it reserved
+                        // in each strip (disjoint across chunks), all below n, the
+                        // length of the three buffers.
+                        unsafe {
+                            *out.0.ptr().add(p) = row as u32;
+                            *out.1.ptr().add(p) = xb;
+                            *out.2.ptr().add(p) = xo;
+                        }
                     }
                 }
             });
