@@ -42,9 +42,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
 
-import zcore_fast  # noqa: E402
-from _scale_data import count, ensure_mixture  # noqa: E402
-from zcore_fast import _native  # noqa: E402
+import zcore_fast
+from _scale_data import count, ensure_mixture
+from zcore_fast import _native
 
 REDUND_NN = 1000
 
@@ -89,7 +89,9 @@ def main() -> int:
     per_pair = args.per_pair or auto // 2016
     samples = per_pair * pairs
     args.workdir.mkdir(parents=True, exist_ok=True)
-    path, gen = ensure_mixture(args.workdir, n, d, seed=0, clusters=1000, threads=args.threads, log=log)
+    path, gen = ensure_mixture(
+        args.workdir, n, d, seed=0, clusters=1000, threads=args.threads, log=log
+    )
     if gen is not None:
         log(f"generated {path.name} in {gen:.1f} s")
     cache_dir = args.workdir / "cache" / path.stem
@@ -119,7 +121,8 @@ def main() -> int:
     )
     print(
         f"  parts: queries {query * 1e6:.0f} us per sample; fixed {fixed:.1f} s, of which "
-        f"statistics and band indexes ~{band_fixed:.1f} s and ~{per_pair_build:.2f} s per pair index"
+        f"statistics and band indexes ~{band_fixed:.1f} s and ~{per_pair_build:.2f} s "
+        "per pair index"
     )
     d64 = (2016 * per_pair_build + 8 * band_fixed) / auto + query
     print(
