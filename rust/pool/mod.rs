@@ -280,6 +280,28 @@ pub(crate) mod tests {
         Pool::build(&[src]).map(Pool::into_owned)
     }
 
+    /// A pool of `n` rows and `d` dimensions from dimension-major `cols`,
+    /// stored as float16 (read in place, as band search does) or f32.
+    pub(crate) fn column_major_pool(cols: &[f32], n: usize, d: usize, f16: bool) -> Pool<'static> {
+        let bytes: Vec<u8> = if f16 {
+            cols.iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect()
+        } else {
+            cols.iter().flat_map(|v| v.to_le_bytes()).collect()
+        };
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        let src = Source {
+            bytes,
+            dtype: if f16 { Dtype::F16 } else { Dtype::F32 },
+            rows: n,
+            cols: d,
+            fortran_order: true,
+            name: "t",
+        };
+        Pool::build_with(&[src], &|| true, 0).unwrap()
+    }
+
     /// Column `dim` as a vector.
     pub(crate) fn values(pool: &Pool<'_>, dim: usize) -> Vec<f32> {
         (0..pool.n).map(|r| pool.value(dim, r)).collect()

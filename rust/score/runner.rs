@@ -783,28 +783,17 @@ fn run_stretch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::npy::Dtype;
-    use crate::pool::Source;
+    use crate::pool::tests::column_major_pool;
     use crate::rng::Stream;
 
     /// A float16 pool (used in place, so band search runs under `Auto`),
     /// column-major, with heavy tails.
     fn f16_pool(n: usize, d: usize, seed: u64) -> Pool<'static> {
         let mut rng = Stream::new(seed, 3, 0);
-        let bits: Vec<u8> = (0..n * d)
-            .map(|_| half::f16::from_f32(((rng.unit_open() as f32) - 0.5).powi(3) * 20.0))
-            .flat_map(|h| h.to_le_bytes())
+        let cols: Vec<f32> = (0..n * d)
+            .map(|_| ((rng.unit_open() as f32) - 0.5).powi(3) * 20.0)
             .collect();
-        let bytes: &'static [u8] = Box::leak(bits.into_boxed_slice());
-        let src = Source {
-            bytes,
-            dtype: Dtype::F16,
-            rows: n,
-            cols: d,
-            fortran_order: true,
-            name: "t",
-        };
-        Pool::build_with(&[src], &|| true, 0).unwrap()
+        column_major_pool(&cols, n, d, true)
     }
 
     /// Under `Auto`, pairs with many samples get a pair index and others

@@ -14,7 +14,7 @@
 //! pools of millions of rows affordable. Samples are grouped by their band
 //! dimension so one index serves hundreds of samples (see `score/runner.rs`).
 
-use super::{keep_smallest, Neighbour};
+use super::{fold_nearest, knn_within, scan_outward, Neighbour, Shrinking};
 use crate::arch::{Block, Isa};
 use crate::pool::{Col, Pool, SharedOut};
 use rayon::prelude::*;
@@ -184,51 +184,20 @@ impl BandIndex {
     /// Calls `visit(rows, vals)` for buckets in increasing order of their
     /// lower bound on |x - value|, while that bound is <= `limit()`.
     #[inline(always)]
-    fn scan(&self, x: f32, mut limit: impl FnMut() -> f32, mut visit: impl FnMut(&[u32], &[f32])) {
-        let last = self.start.len() - 2;
-        let home = self.bucket(x);
+    fn scan(&self, x: f32, limit: impl FnMut() -> f32, mut visit: impl FnMut(&[u32], &[f32])) {
         let range = |j: usize| self.start[j] as usize..self.start[j + 1] as usize;
-        let r = range(home);
-        visit(&self.rows[r.clone()], &self.vals[r]);
-        let (mut up, mut down) = (home + 1, home);
-        let empty = |j: usize| self.start[j] == self.start[j + 1];
-        loop {
-            while up <= last && empty(up) {
-                up += 1;
-            }
-            while down > 0 && empty(down - 1) {
-                down -= 1;
-            }
-            if up > last && down == 0 {
-                return;
-            }
-            let lb_up = if up <= last {
-                self.bmin[up] - x
-            } else {
-                f32::INFINITY
-            };
-            let lb_down = if down > 0 {
-                x - self.bmax[down - 1]
-            } else {
-                f32::INFINITY
-            };
-            let lim = limit();
-            let j = if lb_up <= lb_down {
-                if lb_up > lim {
-                    return;
-                }
-                up += 1;
-                up - 1
-            } else {
-                if lb_down > lim {
-                    return;
-                }
-                down -= 1;
-                down
-            };
-            let r = range(j);
-            visit(&self.rows[r.clone()], &self.vals[r]);
-        }
+        scan_outward(
+            self.bucket(x),
+            self.start.len() - 1,
+            |j| self.start[j] == self.start[j + 1],
+            // Buckets above x's hold values above x, those below, below.
+            |j| (self.bmin[j] - x).max(x - self.bmax[j]),
+            limit,
+            |j| {
+                let r = range(j);
+                visit(&self.rows[r.clone()], &self.vals[r]);
+            },
+        );
     }
 }
 
@@ -271,14 +240,11 @@ impl BandIndex {
             || best_dist.get(),
             |rows, vals| {
                 self.isa.band_distances(q.block(rows, vals, other), buf);
-                let mut best_key = best.key();
-                for (&row, &dist) in rows.iter().zip(buf.iter()) {
-                    let cand = Neighbour { row, dist };
-                    if cand.key() < best_key {
-                        best_key = cand.key();
-                        best = cand;
-                    }
-                }
+                let cands = rows.iter().zip(buf.iter());
+                fold_nearest(
+                    &mut best,
+                    cands.map(|(&row, &dist)| Neighbour { row, dist }),
+                );
                 best_dist.set(best.dist);
             },
         );
@@ -300,19 +266,9 @@ impl BandIndex {
         out: &mut Vec<Neighbour>,
     ) {
         let k = k.min(pool.n - 1);
-        let mut start = limit;
-        loop {
-            out.clear();
-            if k == 0 {
-                return;
-            }
-            self.collect(pool, q, k, exclude, start, out);
-            if out.len() >= k || start == f32::INFINITY {
-                break;
-            }
-            start = f32::INFINITY;
-        }
-        keep_smallest(out, k);
+        knn_within(k, limit, out, |start, out| {
+            self.collect(pool, q, k, exclude, start, out)
+        });
     }
 
     fn collect(
@@ -325,8 +281,7 @@ impl BandIndex {
         out: &mut Vec<Neighbour>,
     ) {
         let other = pool.col(q.other as usize);
-        let limit = std::cell::Cell::new(start);
-        let cap = k + k / 8 + 64;
+        let limit = Shrinking::new(start, k);
         self.scan(
             q.qb,
             || limit.get(),
@@ -334,11 +289,7 @@ impl BandIndex {
                 let block = q.block(rows, vals, other);
                 self.isa
                     .band_collect_within(block, limit.get(), exclude, out);
-                if out.len() >= cap {
-                    keep_smallest(out, k);
-                    let kth = out.iter().map(|nb| nb.dist).fold(0.0, f32::max);
-                    limit.set(kth);
-                }
+                limit.trim(out);
             },
         );
     }
@@ -347,11 +298,10 @@ impl BandIndex {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::npy::Dtype;
-    use crate::pool::{Pool, Source};
+    use crate::pool::tests::column_major_pool;
+    use crate::pool::Pool;
     use crate::rng::Stream;
     use crate::search::knn_brute;
-    use half::f16;
 
     /// Column-major pools with coarse values (ties), duplicate rows, a
     /// constant dimension and heavy tails; stored as f32 or float16.
@@ -378,23 +328,7 @@ pub(super) mod tests {
                 }
             }
         }
-        let bytes: Vec<u8> = if f16_store {
-            cols.iter()
-                .flat_map(|&v| f16::from_f32(v).to_le_bytes())
-                .collect()
-        } else {
-            cols.iter().flat_map(|v| v.to_le_bytes()).collect()
-        };
-        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        let src = Source {
-            bytes,
-            dtype: if f16_store { Dtype::F16 } else { Dtype::F32 },
-            rows: n,
-            cols: d,
-            fortran_order: true,
-            name: "t",
-        };
-        Pool::build_with(&[src], &|| true, 0).unwrap()
+        column_major_pool(&cols, n, d, f16_store)
     }
 
     #[test]

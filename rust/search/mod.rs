@@ -42,6 +42,127 @@ pub(crate) fn keep_smallest(v: &mut Vec<Neighbour>, k: usize) {
     }
 }
 
+/// The `k` nearest rows into `out`, unordered, for the indexed searches
+/// (band, pair): `collect(limit, out)` pushes every row within `limit`
+/// (and may drop rows beyond a tightened one, see `Shrinking`). First with
+/// the guess `limit`, then without a bound if the guess held fewer than k.
+pub(crate) fn knn_within(
+    k: usize,
+    limit: f32,
+    out: &mut Vec<Neighbour>,
+    mut collect: impl FnMut(f32, &mut Vec<Neighbour>),
+) {
+    let mut start = limit;
+    loop {
+        out.clear();
+        if k == 0 {
+            return;
+        }
+        collect(start, out);
+        if out.len() >= k || start == f32::INFINITY {
+            break;
+        }
+        start = f32::INFINITY;
+    }
+    keep_smallest(out, k);
+}
+
+/// The distance limit of a collection of k nearest rows: whenever the
+/// buffer fills (`k + k/8 + 64` rows) it keeps the k nearest and tightens
+/// the limit to the k-th's distance, so an index scan narrows as it goes.
+pub(crate) struct Shrinking {
+    limit: std::cell::Cell<f32>,
+    k: usize,
+    cap: usize,
+}
+
+impl Shrinking {
+    /// A limit starting at `start`, for `k` rows.
+    pub(crate) fn new(start: f32, k: usize) -> Self {
+        Shrinking {
+            limit: std::cell::Cell::new(start),
+            k,
+            cap: k + k / 8 + 64,
+        }
+    }
+
+    /// The current limit.
+    pub(crate) fn get(&self) -> f32 {
+        self.limit.get()
+    }
+
+    /// Called after rows were pushed to `out`.
+    pub(crate) fn trim(&self, out: &mut Vec<Neighbour>) {
+        if out.len() >= self.cap {
+            keep_smallest(out, self.k);
+            let kth = out.iter().map(|nb| nb.dist).fold(0.0, f32::max);
+            self.limit.set(kth);
+        }
+    }
+}
+
+/// Visits the units (buckets, strips) `0..len` of an index ordered along
+/// one dimension outward from `home`: `home` first, then whichever side's
+/// next unit has the smaller lower bound `bound(j)` on the distance of its
+/// rows, until both sides' bounds exceed `limit()` (re-read each step, so
+/// it may tighten). Units for which `skip(j)` holds (empty) are passed over.
+#[inline(always)]
+pub(crate) fn scan_outward(
+    home: usize,
+    len: usize,
+    skip: impl Fn(usize) -> bool,
+    bound: impl Fn(usize) -> f32,
+    mut limit: impl FnMut() -> f32,
+    mut visit: impl FnMut(usize),
+) {
+    visit(home);
+    let (mut up, mut down) = (home + 1, home);
+    loop {
+        while up < len && skip(up) {
+            up += 1;
+        }
+        while down > 0 && skip(down - 1) {
+            down -= 1;
+        }
+        let lb_up = if up < len { bound(up) } else { f32::INFINITY };
+        let lb_down = if down > 0 {
+            bound(down - 1)
+        } else {
+            f32::INFINITY
+        };
+        if up >= len && down == 0 {
+            return;
+        }
+        let lim = limit();
+        let j = if lb_up <= lb_down {
+            if lb_up > lim {
+                return;
+            }
+            up += 1;
+            up - 1
+        } else {
+            if lb_down > lim {
+                return;
+            }
+            down -= 1;
+            down
+        };
+        visit(j);
+    }
+}
+
+/// Folds candidates into `best`, the nearest so far (ties: lowest row).
+#[inline(always)]
+pub(crate) fn fold_nearest(best: &mut Neighbour, candidates: impl Iterator<Item = Neighbour>) {
+    let mut best_key = best.key();
+    for cand in candidates {
+        if cand.key() < best_key {
+            best_key = cand.key();
+            *best = cand;
+        }
+    }
+}
+
 /// The `k` nearest rows to `q` (excluding `exclude`), by brute force.
 /// Written for clarity; the oracle of `Searcher::knn`.
 pub fn knn_brute(

@@ -30,7 +30,7 @@
 //! bit-identical to them (`search::knn_brute` is the oracle in tests).
 
 use super::band::{values, BandIndex};
-use super::{keep_smallest, Neighbour};
+use super::{fold_nearest, knn_within, scan_outward, Neighbour, Shrinking};
 use crate::arch::Isa;
 use crate::pool::stats::{from_order_key, order_key};
 use crate::pool::{Pool, SharedOut};
@@ -310,35 +310,15 @@ impl PairIndex {
         }
         // The first strip whose largest band value reaches qb.
         let home = self.smax.partition_point(|&v| v < qb).min(strips - 1);
-        self.scan_strip(home, qb, qo, limit, visit);
-        let (mut up, mut down) = (home + 1, home);
-        while up < strips || down > 0 {
-            let lb_up = if up < strips {
-                self.strip_bound(up, qb)
-            } else {
-                f32::INFINITY
-            };
-            let lb_down = if down > 0 {
-                self.strip_bound(down - 1, qb)
-            } else {
-                f32::INFINITY
-            };
-            let lim = limit();
-            let s = if lb_up <= lb_down {
-                if lb_up > lim {
-                    return;
-                }
-                up += 1;
-                up - 1
-            } else {
-                if lb_down > lim {
-                    return;
-                }
-                down -= 1;
-                down
-            };
-            self.scan_strip(s, qb, qo, limit, visit);
-        }
+        let limit = std::cell::RefCell::new(limit);
+        scan_outward(
+            home,
+            strips,
+            |_| false,
+            |s| self.strip_bound(s, qb),
+            || (limit.borrow_mut())(),
+            |s| self.scan_strip(s, qb, qo, &mut *limit.borrow_mut(), visit),
+        );
     }
 
     /// `scan` within strip `s`: outward from qo in both directions.
@@ -399,17 +379,15 @@ impl PairIndex {
         };
         let best_dist = std::cell::Cell::new(f32::INFINITY);
         self.scan(qb, qo, &mut || best_dist.get(), &mut |rows, bv, ov| {
-            let mut best_key = best.key();
-            for ((&row, &vb), &vo) in rows.iter().zip(bv).zip(ov) {
-                let cand = Neighbour {
+            let cands = rows
+                .iter()
+                .zip(bv)
+                .zip(ov)
+                .map(|((&row, &vb), &vo)| Neighbour {
                     row,
                     dist: pair_distance(vb, qb, vo, qo),
-                };
-                if cand.key() < best_key {
-                    best_key = cand.key();
-                    best = cand;
-                }
-            }
+                });
+            fold_nearest(&mut best, cands);
             best_dist.set(best.dist);
         });
         best
@@ -430,19 +408,9 @@ impl PairIndex {
         out: &mut Vec<Neighbour>,
     ) {
         let k = k.min(self.rows.len().saturating_sub(1));
-        let mut start = limit;
-        loop {
-            out.clear();
-            if k == 0 {
-                return;
-            }
-            self.collect(qb, qo, k, exclude, start, out);
-            if out.len() >= k || start == f32::INFINITY {
-                break;
-            }
-            start = f32::INFINITY;
-        }
-        keep_smallest(out, k);
+        knn_within(k, limit, out, |start, out| {
+            self.collect(qb, qo, k, exclude, start, out)
+        });
     }
 
     fn collect(
@@ -454,10 +422,8 @@ impl PairIndex {
         start: f32,
         out: &mut Vec<Neighbour>,
     ) {
-        let limit = std::cell::Cell::new(start);
-        let cap = k + k / 8 + 64;
+        let limit = Shrinking::new(start, k);
         let mut dist = [0f32; STEP];
-
         self.scan(qb, qo, &mut || limit.get(), &mut |rows, bv, ov| {
             // Distances first (a loop the compiler vectorises), then the
             // rows within the limit.
@@ -471,11 +437,7 @@ impl PairIndex {
                     out.push(Neighbour { row, dist: d });
                 }
             }
-            if out.len() >= cap {
-                keep_smallest(out, k);
-                let kth = out.iter().map(|nb| nb.dist).fold(0.0, f32::max);
-                limit.set(kth);
-            }
+            limit.trim(out);
         });
     }
 }
