@@ -39,13 +39,18 @@ const BAND_CHUNK: usize = 4;
 const BATCH: u64 = 1 << 22;
 
 /// Samples drawn and ordered together for a pool of `n` rows: `BATCH`, or
-/// n / 8 for pools above 33.5 million rows, so that the batch's state (about
-/// 64 bytes a sample while it is ordered) stays under 8 bytes per row of
-/// the pool, and a pair of dimensions gathers enough samples in one batch
-/// to pay for its pair index (`n_sample="auto"` draws 100 n / redund_nn
-/// samples: at n = 10^8 all of them are one batch).
-fn batch_len(n: usize) -> u64 {
-    BATCH.max(n as u64 / 8)
+/// under band search n / 8 for pools above 33.5 million rows, so that a
+/// pair of dimensions gathers enough samples in one batch to pay for its
+/// pair index (`n_sample="auto"` draws 100 n / redund_nn samples: at
+/// n = 10^8 all of them are one batch), while the batch's state (about 64
+/// bytes a sample of two dimensions while it is ordered) stays under 8.5
+/// bytes per row of the pool.
+fn batch_len(n: usize, band: bool) -> u64 {
+    if band {
+        BATCH.max(n as u64 / 8)
+    } else {
+        BATCH
+    }
 }
 
 /// Bytes of f32 columns one inner tile of samples reads, counted at 4 bytes
@@ -656,7 +661,7 @@ pub(crate) fn run_range(
     let (mut counted, mut expect) = (0u64, total);
     let (mut own_drawn, mut drawn) = (0u64, 0u64);
     while first < end {
-        let len = (end - first).min(batch_len(pool.n)) as usize;
+        let len = (end - first).min(batch_len(pool.n, band)) as usize;
         let sub = band.then_some(&sorted_sub[..]);
         let batch = Batch::new(pool, p, sub, first, len, &mut || progress(counted, expect))?;
         let owns = |i: &u32| part.owns_dim(batch.band_dim[*i as usize] as usize, pool.d);

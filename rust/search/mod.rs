@@ -124,17 +124,21 @@ pub(crate) fn scan_outward(
         while down > 0 && skip(down - 1) {
             down -= 1;
         }
-        let lb_up = if up < len { bound(up) } else { f32::INFINITY };
-        let lb_down = if down > 0 {
+        let (has_up, has_down) = (up < len, down > 0);
+        if !has_up && !has_down {
+            return;
+        }
+        let lb_up = if has_up { bound(up) } else { f32::INFINITY };
+        let lb_down = if has_down {
             bound(down - 1)
         } else {
             f32::INFINITY
         };
-        if up >= len && down == 0 {
-            return;
-        }
         let lim = limit();
-        let j = if lb_up <= lb_down {
+        // The side is chosen by what is left, not by comparing an exhausted
+        // side's infinity: a bound can itself overflow to infinity (values
+        // near f32::MAX), and the limit can be infinite.
+        let j = if has_up && (!has_down || lb_up <= lb_down) {
             if lb_up > lim {
                 return;
             }

@@ -287,12 +287,6 @@ impl PairIndex {
         (self.smin, self.smax) = extremes.into_iter().unzip();
     }
 
-    /// Bytes the index holds for a pool of `n` rows (what a caller must
-    /// budget for).
-    pub fn bytes(n: usize) -> usize {
-        n * 12
-    }
-
     /// Lower bound on |qb - x| for every band value x of strip `s`.
     #[inline(always)]
     fn strip_bound(&self, s: usize, qb: f32) -> f32 {
@@ -353,7 +347,9 @@ impl PairIndex {
                 f32::INFINITY
             };
             let lim = limit();
-            if gap_hi <= gap_lo {
+            // As in `scan_outward`: the side by what is left, since a gap
+            // can overflow to infinity too.
+            if hi < len && (lo == 0 || gap_hi <= gap_lo) {
                 if lb + gap_hi > lim {
                     return;
                 }
@@ -489,6 +485,50 @@ mod tests {
                 .map(|i| (order_key(o[i]), (rows[i] - 1) / 3, rows[i], b[i].to_bits()))
                 .collect();
             assert_eq!(got, want, "trial {trial}");
+        }
+    }
+
+    /// Values near f32::MAX, whose distances and bounds overflow to
+    /// infinity: band and pair searches end, and still equal brute force
+    /// (ties at infinity go to the lowest rows).
+    #[test]
+    fn overflowing_distances_end_and_equal_brute_force() {
+        // Band values spread over [-1.5e38, 1.5e38] (several buckets), other
+        // values all below -1e38: from qo = 3e38 every distance overflows,
+        // so the limit stays infinite while the bounds overflow too.
+        let n = 600;
+        let mut cols: Vec<f32> = (0..n)
+            .map(|i| -1.5e38 + i as f32 * (3e38 / n as f32))
+            .collect();
+        cols.extend((0..n).map(|i| -1e38 - (i % 7) as f32 * 1e37));
+        let p = crate::pool::tests::column_major_pool(&cols, n, 2, false);
+        let mut band = BandIndex::with_isa(Isa::best());
+        band.build(&p, 0);
+        let mut pair = PairIndex::with_isa(Isa::best());
+        let mut out = Vec::new();
+        for width in [1, 256, n + 1] {
+            pair.build(&p, &band, 1, width);
+            for (qb, qo) in [
+                (3e38, 3e38),
+                (-3e38, 3e38),
+                (0.0, 3e38),
+                (0.0, -3e38),
+                (1.0, 0.0),
+            ] {
+                let want = knn_brute(&p, &[0, 1], &[qb, qo], 1, None)[0];
+                assert_eq!(pair.nearest(qb, qo), want, "{width} {qb} {qo}");
+                let q = crate::search::band::BandQuery { other: 1, qb, qo };
+                assert_eq!(band.nearest(&p, q, &mut Vec::new()), want);
+                for k in [1, 7, n - 1] {
+                    let want = knn_brute(&p, &[0, 1], &[qb, qo], k, Some(3));
+                    pair.knn(qb, qo, k, 3, f32::INFINITY, &mut out);
+                    out.sort_by(Neighbour::cmp_key);
+                    assert_eq!(out, want, "pair {width} {qb} {qo} {k}");
+                    band.knn(&p, q, k, 3, f32::INFINITY, &mut out);
+                    out.sort_by(Neighbour::cmp_key);
+                    assert_eq!(out, want, "band {qb} {qo} {k}");
+                }
+            }
         }
     }
 
