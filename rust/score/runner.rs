@@ -34,8 +34,8 @@ const CHUNK: usize = 64;
 /// each stretch left the other worker idle for ~20 ms, 1,280 times a run.
 const BAND_CHUNK: usize = 4;
 
-/// Samples whose draws are made and ordered together (bounds their memory),
-/// at least.
+/// Samples whose draws are made and ordered together (bounds their memory);
+/// huge pools under band search take more (`batch_len`).
 const BATCH: u64 = 1 << 22;
 
 /// Samples drawn and ordered together for a pool of `n` rows: `BATCH`, or
@@ -505,11 +505,7 @@ fn worker(
                 }
                 Finder::Band(index) => {
                     let b = index.dim;
-                    let (o, qb, qo) = if dims[0] == b {
-                        (dims[1], q[0], q[1])
-                    } else {
-                        (dims[0], q[1], q[0])
-                    };
+                    let (o, qb, qo) = band_terms(dims, q, b);
                     let winner = index
                         .nearest(pool, BandQuery { other: o, qb, qo }, &mut dist_buf)
                         .row;
@@ -518,12 +514,7 @@ fn worker(
                         qb: pool.value(b as usize, winner as usize),
                         qo: pool.value(o as usize, winner as usize),
                     };
-                    // The winner in `dims` order, for the subsample estimate.
-                    let centre = if dims[0] == b {
-                        [c.qb, c.qo]
-                    } else {
-                        [c.qo, c.qb]
-                    };
+                    let centre = dims_order(dims, b, c.qb, c.qo);
                     let guess = searcher.limit_estimate(pool, dims, &centre, k);
                     // A wide band is read faster as two whole columns in
                     // order than by gathering its rows (outliers' neighbours
@@ -538,17 +529,13 @@ fn worker(
                 }
                 Finder::Pair(index) => {
                     let (b, o) = (index.band, index.other);
-                    let (qb, qo) = if dims[0] == b {
-                        (q[0], q[1])
-                    } else {
-                        (q[1], q[0])
-                    };
+                    let (_, qb, qo) = band_terms(dims, q, b);
                     let winner = index.nearest(qb, qo).row;
                     let (cb, co) = (
                         pool.value(b as usize, winner as usize),
                         pool.value(o as usize, winner as usize),
                     );
-                    let centre = if dims[0] == b { [cb, co] } else { [co, cb] };
+                    let centre = dims_order(dims, b, cb, co);
                     let guess = searcher.limit_estimate(pool, dims, &centre, k);
                     index.knn(cb, co, k, winner, guess, &mut neighbours);
                     winner
@@ -561,6 +548,38 @@ fn worker(
         }
         done.fetch_add((end - start) as u64, Ordering::Relaxed);
     }
+}
+
+/// A two-dimensional sample (`dims`, `q`) in the terms of band dimension
+/// `b`: (other dimension, coordinate in `b`, coordinate in the other).
+fn band_terms(dims: &[u32], q: &[f32], b: u32) -> (u32, f32, f32) {
+    if dims[0] == b {
+        (dims[1], q[0], q[1])
+    } else {
+        (dims[0], q[1], q[0])
+    }
+}
+
+/// Coordinates in (band `b`, other) terms back in `dims` order, as the
+/// subsample estimate takes them.
+fn dims_order(dims: &[u32], b: u32, xb: f32, xo: f32) -> [f32; 2] {
+    if dims[0] == b {
+        [xb, xo]
+    } else {
+        [xo, xb]
+    }
+}
+
+/// Per dimension, the subsample's values sorted: what band search
+/// estimates band sizes from.
+fn sorted_subsamples(pool: &Pool<'_>) -> Vec<Vec<f32>> {
+    (0..pool.d)
+        .map(|d| {
+            let mut v = pool.sub_column(d).to_vec();
+            v.sort_unstable_by(f32::total_cmp);
+            v
+        })
+        .collect()
 }
 
 /// Tests set this to run the shared (atomic) accumulators on small pools.
@@ -635,14 +654,8 @@ pub(crate) fn run_range(
     let samples = if band { samples } else { part.cut(samples) };
     let (start, end) = (samples.start, samples.end);
     let total = end - start;
-    let sorted_sub: Vec<Vec<f32>> = if band {
-        (0..pool.d)
-            .map(|d| {
-                let mut v = pool.sub_column(d).to_vec();
-                v.sort_unstable_by(f32::total_cmp);
-                v
-            })
-            .collect()
+    let sorted_sub = if band {
+        sorted_subsamples(pool)
     } else {
         Vec::new()
     };
@@ -817,13 +830,7 @@ mod tests {
             ..Params::default()
         };
         let paired = |p: &Params, len: usize| {
-            let sub: Vec<Vec<f32>> = (0..pool.d)
-                .map(|d| {
-                    let mut v = pool.sub_column(d).to_vec();
-                    v.sort_unstable_by(f32::total_cmp);
-                    v
-                })
-                .collect();
+            let sub = sorted_subsamples(&pool);
             let batch = Batch::new(&pool, p, Some(&sub), 0, len, &mut || Ok(())).unwrap();
             (0..4u32)
                 .flat_map(|x| (x + 1..4).map(move |y| (x, y)))
