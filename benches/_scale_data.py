@@ -33,6 +33,11 @@ TAIL_DOF = 5.0
 Log = Callable[[str], None]
 
 
+def log(msg: str) -> None:
+    """A timestamped progress line on stderr (the benchmarks' figures go to stdout)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def mixture_path(workdir: Path, n: int, d: int, seed: int, clusters: int) -> Path:
     """Where the pool of these parameters lives (the name says all of them)."""
     return workdir / f"mix_n{n}_d{d}_k{clusters}_s{seed}_v{GENERATOR_VERSION}.npy"

@@ -43,14 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
 
 import zcore_fast
-from _scale_data import count, ensure_mixture
+from _scale_data import count, ensure_mixture, log
 from zcore_fast import _native
 
 REDUND_NN = 1000
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def timed(path: str, n_sample: int, search: str, threads: int) -> float:

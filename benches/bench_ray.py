@@ -85,17 +85,13 @@ _PYTHON = Path(__file__).resolve().parent.parent / "python"
 if any(p.suffix in (".so", ".pyd") for p in (_PYTHON / "zcore_fast").glob("_native*")):
     sys.path.insert(0, str(_PYTHON))
 import zcore_fast  # noqa: E402
-from _scale_data import Progress, count, ensure_mixture, sci, size  # noqa: E402
+from _scale_data import Progress, count, ensure_mixture, log, sci, size  # noqa: E402
 
 CIFAR = (50_000, 1_280)
 IMAGENET_ROWS = 1_281_167
 OVERHEAD_TARGET = 1.10
 EFFICIENCY_TARGET = 0.85
 OBJECT_STORE = 256 * 1024 * 1024
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def load() -> float:

@@ -72,6 +72,7 @@ from _scale_data import (  # noqa: E402
     dir_bytes,
     ensure_mixture,
     gib,
+    log,
     proc_status,
     reference_seconds_per_sample,
     sci,
@@ -81,10 +82,6 @@ from _scale_data import (  # noqa: E402
 GIB = 1 << 30
 IMAGENET_ROWS = 1_281_167
 IMAGENET_TARGET_S = 180.0
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 # --- the child: the scoring calls and nothing else in its memory -----------------------------
