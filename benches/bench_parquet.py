@@ -13,6 +13,10 @@ column "embedding" beside an int64 "id":
 - "plain": use_dictionary=False (snappy), what embedding writers that know
   their data is incompressible choose.
 
+Each file is read twice: "pages", the default path, where the engine
+decodes the pages (integrations/parquet_pages.py), and "pyarrow", pyarrow's
+own column reader (`parquet.PAGE_DECODER = False`), for comparison.
+
 Each build runs in a child process whose RssAnon the parent samples every
 20 ms (pwrite, not a memory map, writes the copy, so the page cache does
 not count against the process). The reference, in the same run, is the
@@ -76,7 +80,10 @@ def ensure_parquet(npy: Path, encoding: str, row_groups: int) -> Path:
 def child(spec: dict) -> None:
     """One cache build, timed; writes {"seconds": ...} to spec["result"]."""
     import zcore_fast
+    from zcore_fast.integrations import parquet
     from zcore_fast.integrations.tables import resolve
+
+    parquet.PAGE_DECODER = spec["pages"]
 
     cache_dir = Path(spec["cache_dir"])
     start = time.perf_counter()
@@ -89,12 +96,20 @@ def child(spec: dict) -> None:
     Path(spec["result"]).write_text(json.dumps({"seconds": seconds}))
 
 
-def measured(kind: str, path: Path, workdir: Path) -> dict[str, float]:
-    """A build in a child process: its seconds and peak RssAnon."""
+def measured(kind: str, path: Path, workdir: Path, pages: bool = True) -> dict[str, float]:
+    """A build in a child process: its seconds and peak RssAnon. `pages`:
+    Parquet through the engine's page decoder where it takes the file
+    (False: pyarrow's reader)."""
     cache_dir = workdir / f"cache-parquet-bench-{os.getpid()}"
     shutil.rmtree(cache_dir, ignore_errors=True)
     result = workdir / f".result-parquet-{os.getpid()}.json"
-    spec = {"kind": kind, "path": str(path), "cache_dir": str(cache_dir), "result": str(result)}
+    spec = {
+        "kind": kind,
+        "path": str(path),
+        "cache_dir": str(cache_dir),
+        "result": str(result),
+        "pages": pages,
+    }
     proc = subprocess.Popen([sys.executable, __file__, "--_child", json.dumps(spec)])
     peak = 0
     try:
@@ -121,6 +136,11 @@ def main() -> None:
     ap.add_argument("--dims", type=int, default=1280)
     ap.add_argument("--row-groups", type=int, default=10)
     ap.add_argument("--encodings", default="default,plain")
+    ap.add_argument(
+        "--decoders",
+        default="pages,pyarrow",
+        help="pages: the engine's page decoder (the default path); pyarrow: its reader",
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/zcore-bench"))
     ap.add_argument("--json", type=Path, help="also write the figures here")
@@ -131,13 +151,17 @@ def main() -> None:
     print(f"CPU {cpu}; {os.cpu_count()} cores; load {os.getloadavg()[0]:.1f}")
     print(f"pool: N = {args.rows:,}, D = {args.dims}, float16, {args.row_groups} row groups")
     figures: dict[str, dict] = {}
-    paths = {"npy": npy}
+    paths = {"npy": (npy, True)}
     for encoding in args.encodings.split(","):
-        paths[f"parquet-{encoding}"] = ensure_parquet(npy, encoding, args.row_groups)
+        file = ensure_parquet(npy, encoding, args.row_groups)
+        for decoder in args.decoders.split(","):
+            paths[f"{encoding}/{decoder}"] = (file, decoder == "pages")
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in paths}
     for _ in range(args.repeats):  # interleaved, so load changes hit every kind alike
-        for kind, path in paths.items():
-            runs[kind].append(measured("npy" if kind == "npy" else "parquet", path, args.workdir))
+        for kind, (path, pages) in paths.items():
+            runs[kind].append(
+                measured("npy" if kind == "npy" else "parquet", path, args.workdir, pages)
+            )
     ref = statistics.median(r["seconds"] for r in runs["npy"])
     for kind, rs in runs.items():
         secs = statistics.median(r["seconds"] for r in rs)

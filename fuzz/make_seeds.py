@@ -145,6 +145,65 @@ def record_seeds() -> dict[str, bytes]:
     }
 
 
+def parquet_page_seeds() -> dict[str, bytes]:
+    """Pages in the layout of rust/fuzzing.rs `parquet_page`: rows of d = 4,
+    max_def 3; repetition levels 0,1,1,1 as a bit-packed group, definition
+    levels as one run of 3."""
+    rep = bytes([3, 0xEE])  # one bit-packed group: 0,1,1,1,0,1,1,1
+    rep_runs = bytes([2, 0, 6, 1, 2, 0, 6, 1])  # the same as four RLE runs
+    define = bytes([16, 3])  # a run of 8 threes
+
+    def page(flags: int, rep: bytes, define: bytes, dictionary: bytes, values: bytes) -> bytes:
+        width = 4 if flags & 16 else 2
+        head = bytes([flags | 3, 2, 8, len(rep), len(define), len(dictionary) // width])
+        return head + rep + define + dictionary + values
+
+    dict16 = struct.pack("<2e", 1.0, -2.0)
+    dict32 = struct.pack("<2f", 1.0, -2.0)
+    packed = bytes([1, 3, 0x55])  # width 1, one group: 1,0,1,0,...
+    return {
+        "plain-f16": page(0, rep, define, b"", struct.pack("<8e", *range(8))),
+        "plain-f32": page(16, rep_runs, define, b"", struct.pack("<8f", *range(8))),
+        "dict-f16": page(32, rep, define, dict16, packed),
+        "dict-f32-runs": page(48, rep_runs, define, dict32, bytes([1, 8, 1, 8, 0])),
+        "dict-index-past": page(32, rep, define, dict16, bytes([2, 16, 3])),
+        "null-level": page(0, rep, bytes([8, 3, 2, 2, 6, 3]), b"", bytes(16)),
+        "short-row": page(0, bytes([2, 0, 14, 1]), define, b"", bytes(16)),
+    }
+
+
+def parquet_chunk_seeds() -> dict[str, bytes]:
+    """Real column chunks written by pyarrow (every page kind it writes),
+    in the layout of fuzz/python/parquet_chunk.py."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    seeds = {}
+    for dtype, arrow in ((np.float16, pa.float16()), (np.float32, pa.float32())):
+        x = rng.integers(0, 5, (6, 4)).astype(dtype)
+        column = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), arrow), 4)
+        for name, options in {
+            "dict-v1": {},
+            "plain-v1": {"use_dictionary": False},
+            "dict-v2": {"data_page_version": "2.0"},
+            "pages": {"data_page_size": 16, "write_batch_size": 4, "use_dictionary": False},
+        }.items():
+            for codec in ("NONE", "SNAPPY"):
+                out = io.BytesIO()
+                pq.write_table(pa.table({"e": column}), out, compression=codec, **options)
+                meta = pq.ParquetFile(io.BytesIO(out.getvalue())).metadata
+                col = meta.row_group(0).column(0)
+                start = col.data_page_offset
+                if col.has_dictionary_page and col.dictionary_page_offset:
+                    start = min(start, col.dictionary_page_offset)
+                body = out.getvalue()[start : start + col.total_compressed_size]
+                flags = (codec == "SNAPPY") | (2 if dtype == np.float32 else 0)
+                key = f"{np.dtype(dtype).name}-{name}-{codec.lower()}"
+                seeds[key] = bytes([flags, 3, 6]) + body
+    return seeds
+
+
 def main() -> None:
     for target, seeds in (
         ("npy_file", npy_seeds()),
@@ -152,6 +211,8 @@ def main() -> None:
         ("py_npy_header", npy_seeds()),
         ("py_cache_sidecar", sidecar_seeds()),
         ("py_embed_records", record_seeds()),
+        ("parquet_page", parquet_page_seeds()),
+        ("py_parquet_chunk", parquet_chunk_seeds()),
     ):
         out = HERE / target
         out.mkdir(parents=True, exist_ok=True)

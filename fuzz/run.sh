@@ -12,8 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 total=${1:-60}
-rust_targets=(npy_file raw_source)
-py_targets=(npy_header cache_sidecar embed_records)
+rust_targets=(npy_file raw_source parquet_page)
+py_targets=(npy_header cache_sidecar embed_records parquet_chunk)
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 

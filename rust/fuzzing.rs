@@ -7,6 +7,7 @@
 
 use crate::arch::Isa;
 use crate::npy::{self, Dtype};
+use crate::parquet_page::{decode_page, Shape, ValueBits, Values};
 use crate::pool::{Pool, Source};
 use crate::score::{self, Params, Search};
 use std::sync::OnceLock;
@@ -154,6 +155,73 @@ fn score_at_every_level(pool: &Pool) {
     }
 }
 
+/// Any bytes as a Parquet data page of an embedding column: levels, values
+/// and a dictionary. The decoder refuses it or returns a column position
+/// consistent with the page's length, and every value it writes is the
+/// plain value or a dictionary entry.
+///
+/// Layout of `data`: byte 0 holds d - 1 (low 4 bits), float32 (bit 4) and
+/// dictionary encoding (bit 5); byte 1 max_def - 1 (low 2 bits) and the
+/// first value's place in its row (the rest, modulo d); byte 2 the level
+/// count; bytes 3-5 the lengths of the repetition levels, the definition
+/// levels and the dictionary (in values); then those, and the values.
+pub fn parquet_page(data: &[u8]) {
+    let Some((head, rest)) = data.split_first_chunk::<6>() else {
+        return;
+    };
+    if head[0] & 16 != 0 {
+        parquet_page_of::<u32>(head, rest);
+    } else {
+        parquet_page_of::<u16>(head, rest);
+    }
+}
+
+fn parquet_page_of<T: ValueBits + PartialEq + std::fmt::Debug>(head: &[u8; 6], rest: &[u8]) {
+    let d = 1 + usize::from(head[0] & 15);
+    let shape = Shape {
+        d,
+        max_def: 1 + u32::from(head[1] & 3),
+        max_rep: 1,
+    };
+    let first = usize::from(head[1] >> 2) % d;
+    let n = usize::from(head[2]);
+    let (rep_len, def_len) = (usize::from(head[3]), usize::from(head[4]));
+    let dict_len = usize::from(head[5]) * T::BYTES;
+    if rest.len() < rep_len + def_len + dict_len {
+        return;
+    }
+    let (rep, rest) = rest.split_at(rep_len);
+    let (def, rest) = rest.split_at(def_len);
+    let (dict_bytes, values) = rest.split_at(dict_len);
+    let dictionary: Vec<T> = dict_bytes.chunks_exact(T::BYTES).map(T::from_le).collect();
+    let encoded = head[0] & 32 != 0;
+    let page = if encoded {
+        Values::Dictionary(values)
+    } else {
+        Values::Plain(values)
+    };
+    let mut out = vec![T::default(); n];
+    let Ok(col) = decode_page(rep, def, page, &dictionary, shape, first, &mut out) else {
+        return;
+    };
+    assert_eq!(
+        col,
+        (first + n) % d,
+        "the page ends elsewhere than its levels say"
+    );
+    for (i, v) in out.iter().enumerate() {
+        if encoded {
+            assert!(dictionary.contains(v), "value {i} is not in the dictionary");
+        } else {
+            assert_eq!(
+                *v,
+                T::from_le(&values[i * T::BYTES..][..T::BYTES]),
+                "value {i}"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -186,6 +254,11 @@ mod tests {
     #[test]
     fn raw_source_corpus_replays() {
         replay("raw_source", super::raw_source);
+    }
+
+    #[test]
+    fn parquet_page_corpus_replays() {
+        replay("parquet_page", super::parquet_page);
     }
 
     /// The soundness check the fuzzer would otherwise have to find: a

@@ -6,7 +6,8 @@
 //! - `npy`, `pool`, `cache`: inputs, the dimension-major working layout
 //!   (with per-dimension statistics), and its out-of-core copy;
 //!   `block_transpose` turns row blocks into column runs for the copy's
-//!   writer on the Python side;
+//!   writer on the Python side, and `parquet_page` decodes Parquet data
+//!   pages of an embedding column for it;
 //! - `rng`: the counter-based random streams behind every draw;
 //! - `search`: nearest neighbours in a subspace (passes over every row,
 //!   one pass, the 16-bit coarse filter, band search);
@@ -26,6 +27,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod neighbour;
 pub mod npy;
+pub mod parquet_page;
 pub mod pool;
 pub mod rng;
 pub mod score;

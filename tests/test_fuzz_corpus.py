@@ -17,7 +17,7 @@ from zcore_fast.embedding.state import Progress, config_mismatch, parse_json_obj
 from zcore_fast.npyfile import SizeMismatchError, parse_header
 
 FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
-TARGETS = ["npy_header", "cache_sidecar", "embed_records"]
+TARGETS = ["npy_header", "cache_sidecar", "embed_records", "parquet_chunk"]
 
 
 @pytest.fixture(scope="module", autouse=True)

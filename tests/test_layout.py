@@ -81,7 +81,10 @@ def test_command_and_cache_packages() -> None:
     for package, expected in [
         ("cli", {"main", "methods", "cache", "embed", "evaluate", "usage", "table"}),
         ("cache", {"build", "entries", "lock", "admin", "writer"}),
-        ("integrations", {"arrow", "parquet", "tables", "huggingface", "fiftyone"}),
+        (
+            "integrations",
+            {"arrow", "parquet", "parquet_pages", "tables", "huggingface", "fiftyone"},
+        ),
     ]:
         names = {p.stem for p in (ROOT / package).glob("*.py")} - {"__init__", "__main__"}
         assert names == expected, package

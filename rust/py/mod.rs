@@ -2,6 +2,7 @@
 //! released; errors become the Python exception that means the same thing.
 
 mod columns;
+mod parquet;
 mod rows;
 mod sharded;
 mod watch;
@@ -272,6 +273,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dim_stats, m)?)?;
     m.add_function(wrap_pyfunction!(build_cache, m)?)?;
     m.add_function(wrap_pyfunction!(columns::rows_to_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(parquet::decode_parquet_page, m)?)?;
     m.add_function(wrap_pyfunction!(sample_draws, m)?)?;
     m.add_function(wrap_pyfunction!(trace, m)?)?;
     m.add_function(wrap_pyfunction!(isa_level, m)?)?;

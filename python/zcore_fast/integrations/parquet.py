@@ -32,6 +32,7 @@ from zcore_fast.integrations.arrow import (
     pick_column,
     to_matrix,
 )
+from zcore_fast.integrations.parquet_pages import UnsupportedPageError, chunk_of, decode_chunk
 
 #: Rows per batch taken from a decoded row group, checked and transposed
 #: into the copy (about 40 MB at D = 1,280 float16).
@@ -44,6 +45,10 @@ STREAM_BUFFER = 1 << 20
 #: batches, so each reader in flight holds one (measured: 239 MB of
 #: pyarrow's pool for a 256 MB row group).
 MEMORY_BUDGET = 600 << 20
+#: Decode row groups with the engine's page decoder where it takes them
+#: (parquet_pages.py); False reads every row group with pyarrow (the
+#: benchmark's reference).
+PAGE_DECODER = True
 #: File suffixes read as Parquet.
 SUFFIXES = (".parquet", ".pq")
 
@@ -196,6 +201,8 @@ class ParquetPool:
                 job: tuple[str, int, int, int], stop: threading.Event, add: Callable[[int], None]
             ) -> None:
                 part, group, row, start = job
+                if self._decode_pages(pa, pq, out, job, stop, add):
+                    return
                 # A buffered stream reads the column chunk piece by piece
                 # instead of whole, so memory is bounded by the batch.
                 reader = pq.ParquetFile(part, buffer_size=STREAM_BUFFER, pre_buffer=False)
@@ -220,6 +227,47 @@ class ParquetPool:
 
             fill(jobs, run, threads=_readers(pq, self, threads), total=n, progress=progress)
         return n, d, str(dtype)
+
+    def _decode_pages(
+        self,
+        pa: Any,
+        pq: Any,
+        out: ColumnFile,
+        job: tuple[str, int, int, int],
+        stop: threading.Event,
+        add: Callable[[int], None],
+    ) -> bool:
+        """Writes row group `job` through the engine's page decoder
+        (parquet_pages.py); False, with nothing counted, where that decoder
+        does not take it."""
+        if not PAGE_DECODER:
+            return False
+        part, group, row, _ = job
+        meta = pq.ParquetFile(part).metadata
+        try:
+            chunk = chunk_of(pa, meta, group, self.column)
+        except UnsupportedPageError:
+            return False
+        if chunk.values != meta.row_group(group).num_rows * self.d:
+            return False  # nulls, or rows of another length: pyarrow names the row
+        value_type = np.float16 if chunk.bits.itemsize == 2 else np.float32
+        written = 0
+
+        def emit(bits: np.ndarray) -> None:
+            nonlocal written
+            out.write(row + written, bits.view(value_type))
+            written += len(bits)
+            add(len(bits))
+
+        fd = os.open(part, os.O_RDONLY)
+        try:
+            decode_chunk(fd, chunk, self.d, BATCH_ROWS, emit, stop.is_set)
+        except UnsupportedPageError:
+            add(-written)
+            return False
+        finally:
+            os.close(fd)
+        return True
 
 
 def _readers(pq: Any, pool: ParquetPool, threads: int) -> int:

@@ -1,0 +1,60 @@
+"""Fuzz target: a Parquet column chunk of an embedding column through the
+page walk (`integrations.parquet_pages`: the Thrift page headers, the
+level split, decompression) and the engine's page decoder, over arbitrary
+bytes.
+
+Layout of an input: byte 0 picks snappy (bit 0, when pyarrow is there)
+and float32 values (bit 1); byte 1 is d - 1 (modulo 16), byte 2 the
+chunk's value count in rows; the rest is the column chunk.
+
+Run: python fuzz/python/parquet_chunk.py fuzz/corpus/py_parquet_chunk -runs=10000000
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import atheris_or_replay
+
+with atheris_or_replay.instrumented(__name__ == "__main__"):
+    import numpy as np
+    from zcore_fast.integrations.parquet_pages import (
+        Chunk,
+        UnsupportedPageError,
+        decode_chunk,
+    )
+
+try:
+    import pyarrow as pa
+
+    SNAPPY = pa.Codec("snappy")
+except ImportError:  # the chunk is read as uncompressed
+    SNAPPY = None
+
+
+def check(data: bytes) -> None:
+    """decode_chunk refuses the chunk (UnsupportedPageError) or hands out
+    whole rows of d values, as many as the chunk says, and nothing else."""
+    if len(data) < 3:
+        return
+    flags, d, rows = data[0], 1 + data[1] % 16, data[2]
+    bits = np.dtype("<u4" if flags & 2 else "<u2")
+    body = data[3:]
+    chunk = Chunk(0, len(body), SNAPPY if flags & 1 else None, bits, rows * d, 3, 1)
+    fd = os.memfd_create("chunk")
+    try:
+        os.write(fd, body)
+        got: list[np.ndarray] = []
+        try:
+            decode_chunk(fd, chunk, d, 5, lambda b: got.append(b.copy()))
+        except UnsupportedPageError:
+            return
+    finally:
+        os.close(fd)
+    assert all(b.dtype == bits and b.ndim == 2 and b.shape[1] == d for b in got)
+    assert sum(len(b) for b in got) == rows
+
+
+if __name__ == "__main__":
+    atheris_or_replay.main(check, sys.argv)

@@ -1,0 +1,226 @@
+"""The engine's Parquet page decoder (integrations/parquet_pages.py and
+rust/parquet_page.rs) against pyarrow's reader, the oracle, on fresh random
+tables written every way pyarrow writes them; and its refusals, which send
+a row group back to pyarrow."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zcore_fast
+from zcore_fast.integrations import parquet as zparquet
+from zcore_fast.integrations.parquet import ParquetPool
+from zcore_fast.integrations.parquet_pages import (
+    UnsupportedPageError,
+    chunk_of,
+    decode_chunk,
+    parse_page_header,
+)
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+CODECS = ["NONE", "SNAPPY", "ZSTD", "GZIP", "BROTLI", "LZ4"]
+
+
+def random_table(
+    rng: np.random.Generator, dtype: type, n: int, d: int
+) -> tuple[object, np.ndarray]:
+    """A table of n rows of d values, few distinct values (so dictionaries
+    stay dictionaries) or many (so pyarrow falls back to plain pages)."""
+    distinct = int(rng.choice([3, 300, 100_000]))
+    x = (rng.integers(0, distinct, (n, d)) * (100 / distinct) - 50).astype(dtype)
+    arrow = {np.float16: pa.float16(), np.float32: pa.float32()}[dtype]
+    element = pa.field("element", arrow, nullable=bool(rng.integers(2)))
+    kind = rng.choice(["list", "large", "fixed"])
+    values = pa.array(x.reshape(-1), type=arrow)
+    if kind == "fixed":
+        column = pa.FixedSizeListArray.from_arrays(values, type=pa.list_(element, d))
+    else:
+        offsets = np.arange(0, n * d + 1, d)
+        cls = pa.LargeListArray if kind == "large" else pa.ListArray
+        list_type = pa.large_list(element) if kind == "large" else pa.list_(element)
+        column = cls.from_arrays(pa.array(offsets), values, type=list_type)
+    ids = pa.array(np.arange(n))
+    field = pa.field("embedding", column.type, nullable=bool(rng.integers(2)))
+    schema = pa.schema([pa.field("id", pa.int64()), field])
+    return pa.table([ids, column], schema=schema), x
+
+
+def write_randomly(rng: np.random.Generator, table: object, path: Path) -> dict:
+    options = {
+        "compression": str(rng.choice(CODECS)),
+        "use_dictionary": bool(rng.integers(4)),  # mostly the default
+        "data_page_version": str(rng.choice(["1.0", "2.0"])),
+        "data_page_size": int(rng.choice([64, 1000, 1 << 20])),  # rows over page bounds
+        "dictionary_pagesize_limit": int(rng.choice([200, 1 << 20])),  # plain pages after dict
+        "row_group_size": int(rng.integers(20, 400)),
+        "write_batch_size": int(rng.choice([7, 1024])),
+    }
+    pq.write_table(table, path, **options)
+    return options
+
+
+def decoded(path: Path, d: int, block_rows: int) -> tuple[np.ndarray, int]:
+    """Every row group of `path` through the page decoder, in blocks of
+    `block_rows`; (the rows' bits, the row groups it refused)."""
+    meta = pq.ParquetFile(path).metadata
+    blocks: list[np.ndarray] = []
+    refused = 0
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for g in range(meta.num_row_groups):
+            got: list[np.ndarray] = []
+            try:
+                chunk = chunk_of(pa, meta, g, "embedding")
+                decode_chunk(fd, chunk, d, block_rows, lambda b, got=got: got.append(b.copy()))
+            except UnsupportedPageError:
+                refused += 1
+                continue
+            assert all(len(b) == block_rows for b in got[:-1])
+            blocks.extend(got)
+    finally:
+        os.close(fd)
+    return np.concatenate(blocks) if blocks else np.empty((0, d)), refused
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_pages_decode_as_pyarrow_reads_them(tmp_path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    dtype = [np.float16, np.float32][seed % 2]
+    n, d = int(rng.integers(1, 1_500)), int(rng.integers(1, 40))
+    table, x = random_table(rng, dtype, n, d)
+    path = tmp_path / "t.parquet"
+    options = write_randomly(rng, table, path)
+    if options["compression"] == "LZ4":  # hadoop-framed LZ4: left to pyarrow
+        with pytest.raises(UnsupportedPageError, match="codec"):
+            chunk_of(pa, pq.ParquetFile(path).metadata, 0, "embedding")
+        return
+    got, refused = decoded(path, d, int(rng.integers(1, 300)))
+    assert refused == 0, options
+    bits = np.dtype(f"u{x.itemsize}")
+    want = zparquet.ParquetPool.open(path, "embedding", None).read_matrix()
+    np.testing.assert_array_equal(got, want.view(bits), err_msg=str(options))
+    np.testing.assert_array_equal(got, x.view(bits))
+
+
+def test_nan_payloads_and_signed_zeros_keep_their_bits(tmp_path: Path) -> None:
+    bits = np.array([0x7E01, 0xFE02, 0x8000, 0x0000, 0x7C00, 0xFC00, 0x0001, 0x3C00], np.uint16)
+    x = np.tile(bits, 50).view(np.float16).reshape(100, 4)
+    table = pa.table({"embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 4)})
+    pq.write_table(table, tmp_path / "t.parquet")
+    got, refused = decoded(tmp_path / "t.parquet", 4, 16)
+    assert refused == 0
+    np.testing.assert_array_equal(got, x.view(np.uint16))
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [[1.0, 2.0], None, [3.0, 4.0]],  # a null row
+        [[1.0, 2.0], [None, 2.0], [3.0, 4.0]],  # a null value
+        [[1.0, 2.0], [], [3.0, 4.0, 5.0]],  # an empty row, a long one
+        [[1.0, 2.0], [3.0], [3.0, 4.0, 5.0]],  # the count matches, the rows do not
+    ],
+)
+def test_rows_it_cannot_take_are_refused(tmp_path: Path, rows: list) -> None:
+    """The decoder refuses (so pyarrow reads the row group and names the
+    row) even where the value count alone would pass."""
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"embedding": pa.array(rows * 50, pa.list_(pa.float32()))}), path)
+    meta = pq.ParquetFile(path).metadata
+    chunk = chunk_of(pa, meta, 0, "embedding")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(UnsupportedPageError):
+            decode_chunk(fd, chunk, 2, 64, lambda b: None)
+    finally:
+        os.close(fd)
+    with pytest.raises(ValueError, match=r"row 1 of .*t\.parquet"):
+        zcore_fast.score(path, cache="always", cache_dir=tmp_path / "c", n_sample=100)
+
+
+def test_damaged_pages_are_refused_or_read_as_pyarrow_reads_them(tmp_path: Path) -> None:
+    """Bytes of the column chunk flipped at random: the decoder refuses, or
+    gives what pyarrow gives; it never raises anything else."""
+    rng = np.random.default_rng(5)
+    table, _ = random_table(rng, np.float16, 300, 8)
+    clean = tmp_path / "clean.parquet"
+    pq.write_table(table, clean, compression="NONE", data_page_size=512)
+    meta = pq.ParquetFile(clean).metadata
+    chunk = chunk_of(pa, meta, 0, "embedding")
+    data = clean.read_bytes()
+    outcomes = {"refused": 0, "same": 0, "pyarrow also fails": 0}
+    for trial in range(300):
+        damaged = bytearray(data)
+        for _ in range(int(rng.integers(1, 4))):
+            at = chunk.start + int(rng.integers(chunk.size))
+            damaged[at] = int(rng.integers(256))
+        path = tmp_path / f"d{trial}.parquet"
+        path.write_bytes(bytes(damaged))
+        got: list[np.ndarray] = []
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            decode_chunk(fd, chunk, 8, 1000, lambda b, got=got: got.append(b.copy()))
+        except UnsupportedPageError:
+            outcomes["refused"] += 1
+            continue
+        finally:
+            os.close(fd)
+            path.unlink()
+        try:
+            want = pq.read_table(pa.BufferReader(bytes(damaged)), columns=["embedding"])
+        except Exception:
+            outcomes["pyarrow also fails"] += 1  # damage pyarrow checks and we do not
+            continue
+        flat = want.column(0).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        np.testing.assert_array_equal(np.concatenate(got).reshape(-1), flat.view(np.uint16))
+        outcomes["same"] += 1
+    assert outcomes["refused"] > 15 and outcomes["same"] > 100, outcomes
+
+
+def test_page_headers_cut_short_or_malformed(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(
+        pa.table({"embedding": pa.array([[1.0, 2.0]] * 10, pa.list_(pa.float32()))}), path
+    )
+    chunk = chunk_of(pa, pq.ParquetFile(path).metadata, 0, "embedding")
+    head = path.read_bytes()[chunk.start : chunk.start + chunk.size]
+    header = parse_page_header(head)
+    assert header.kind in (0, 2) and header.compressed > 0
+    for cut in range(header.length):
+        with pytest.raises(EOFError):
+            parse_page_header(head[:cut])
+    for bad in [b"\x1c" * 20 + b"\x00" * 20, b"\x15\x04" + b"\x19\xfc" * 30, b"\x00"]:
+        with pytest.raises((EOFError, UnsupportedPageError)):
+            parse_page_header(bad)
+
+
+def test_refused_row_groups_fall_back_to_pyarrow_with_the_same_copy(tmp_path: Path) -> None:
+    """A part whose row groups mix what the decoder takes (float16, snappy)
+    and what it refuses (hadoop LZ4) builds the same cache as pyarrow
+    alone; progress ends at the pool's size even after a refusal."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((900, 16)).astype(np.float16)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i, codec in enumerate(["SNAPPY", "LZ4", "ZSTD"]):
+        rows = x[i * 300 : (i + 1) * 300]
+        column = pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), 16)
+        pq.write_table(pa.table({"e": column}), folder / f"p{i}.parquet", compression=codec,
+                       row_group_size=128)  # fmt: skip
+    pool = ParquetPool.open(folder, None, None)
+    seen: list[tuple[int, int]] = []
+    pool.write_columns(tmp_path / "a.npy", 2, lambda done, total: seen.append((done, total)))
+    zparquet.PAGE_DECODER = False
+    try:
+        pool.write_columns(tmp_path / "b.npy", 2)
+    finally:
+        zparquet.PAGE_DECODER = True
+    a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
+    np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
+    np.testing.assert_array_equal(a, x)
+    assert seen[-1] == (900, 900)
