@@ -27,6 +27,7 @@ __all__ = [
     "median_values",
     "merge_penalties",
     "merge_winners",
+    "decode_parquet_page",
     "rows_to_columns",
     "sample_draws",
     "score",
@@ -146,6 +147,20 @@ def rows_to_columns(
     first: int,
     dst: npt.NDArray[np.uint16] | npt.NDArray[np.uint32],
 ) -> None: ...
+def decode_parquet_page(
+    rep: npt.NDArray[np.uint8],
+    def_: npt.NDArray[np.uint8],
+    values: npt.NDArray[np.uint8],
+    dictionary_encoded: bool,
+    dictionary: npt.NDArray[np.uint16] | npt.NDArray[np.uint32],
+    out: npt.NDArray[np.uint16] | npt.NDArray[np.uint32],
+    /,
+    *,
+    d: int,
+    max_def: int,
+    max_rep: int,
+    first: int,
+) -> int: ...
 def dim_stats(
     inputs: _Input,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...

@@ -60,7 +60,7 @@ class Chunk:
     start: int
     size: int
     codec: Any  # pyarrow.Codec, or None when uncompressed
-    bits: np.dtype  # uint16 (float16) or uint32 (float32)
+    bits: np.dtype[Any]  # uint16 (float16) or uint32 (float32)
     values: int
     max_def: int
     max_rep: int
@@ -76,6 +76,7 @@ def chunk_of(pa: Any, meta: Any, group: int, column: str) -> Chunk:
         raise UnsupportedPageError("the column has more than one leaf")
     leaf = meta.schema.column(leaves[0])
     chunk = meta.row_group(group).column(leaves[0])
+    bits: np.dtype[Any]
     if leaf.physical_type == "FLOAT":
         bits = np.dtype("<u4")
     elif (
