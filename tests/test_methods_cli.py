@@ -90,6 +90,9 @@ def test_ccs_over_the_moderate_distance(emb, tmp_path, capsys) -> None:
         ("elfs", ["--ccs-score", "aum"], "--ccs-score does not apply to --method elfs"),
         ("random", ["--labels", "x.npy"], "--labels does not apply to --method random"),
         ("random", ["--scores-out", "s.npy"], "random has no scores"),
+        ("moderate", ["--backend", "ray"], "--backend and the Ray flags apply to --method zcore"),
+        ("typiclust", ["--workers", "2"], "--method typiclust runs in this process"),
+        ("herding", ["--backend", "cuda"], "--backend and the Ray flags apply to --method zcore"),
     ],
 )
 def test_flags_of_other_methods_are_usage_errors(emb, tmp_path, method, extra, message, capsys):

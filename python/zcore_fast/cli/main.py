@@ -302,6 +302,16 @@ def _run_pool(
         options_from_args(args)  # a flag of another method is a usage error
         if args.method != "zcore" and (args.cache is not None or args.cache_dir is not None):
             raise UsageError(f"--cache and --cache-dir apply to --method zcore, not {args.method}")
+        ray_flags = (args.ray_address, args.workers, args.ray_device, args.sharding)
+        if args.method != "zcore" and (
+            args.backend != "auto" or any(v is not None for v in ray_flags)
+        ):
+            # Silently running in this process instead would surprise a
+            # user who asked for a cluster or a GPU.
+            raise UsageError(
+                f"--backend and the Ray flags apply to --method zcore; --method {args.method} "
+                "runs in this process (--threads sets its threads)"
+            )
         if args.method != "zcore":
             chosen = run_select(args, sources, budget, n, d, table.ids)  # type: ignore[arg-type]
             return _with_table(chosen, table)
