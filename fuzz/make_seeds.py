@@ -198,9 +198,10 @@ def parquet_chunk_seeds() -> dict[str, bytes]:
                 if col.has_dictionary_page and col.dictionary_page_offset:
                     start = min(start, col.dictionary_page_offset)
                 body = out.getvalue()[start : start + col.total_compressed_size]
-                flags = (codec == "SNAPPY") | (2 if dtype == np.float32 else 0)
+                # max_def 3: a nullable list of nullable values
+                flags = (codec == "SNAPPY") | (2 if dtype == np.float32 else 0) | 8
                 key = f"{np.dtype(dtype).name}-{name}-{codec.lower()}"
-                seeds[key] = bytes([flags, 3, 6]) + body
+                seeds[key] = bytes([flags, 3, 6, 0, 0]) + body
     return seeds
 
 

@@ -6,6 +6,7 @@ a row group back to pyarrow."""
 from __future__ import annotations
 
 import os
+from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,9 @@ import zcore_fast
 from zcore_fast.integrations import parquet as zparquet
 from zcore_fast.integrations.parquet import ParquetPool
 from zcore_fast.integrations.parquet_pages import (
+    Chunk,
     UnsupportedPageError,
+    _decompress,
     chunk_of,
     decode_chunk,
     parse_page_header,
@@ -95,7 +98,7 @@ def test_pages_decode_as_pyarrow_reads_them(tmp_path: Path, seed: int) -> None:
     table, x = random_table(rng, dtype, n, d)
     path = tmp_path / "t.parquet"
     options = write_randomly(rng, table, path)
-    if options["compression"] == "LZ4":  # hadoop-framed LZ4: left to pyarrow
+    if options["compression"] in ("LZ4", "BROTLI"):  # left to pyarrow (parquet_pages.CODECS)
         with pytest.raises(UnsupportedPageError, match="codec"):
             chunk_of(pa, pq.ParquetFile(path).metadata, 0, "embedding")
         return
@@ -143,17 +146,22 @@ def test_rows_it_cannot_take_are_refused(tmp_path: Path, rows: list) -> None:
         zcore_fast.score(path, cache="always", cache_dir=tmp_path / "c", n_sample=100)
 
 
-def test_damaged_pages_are_refused_or_read_as_pyarrow_reads_them(tmp_path: Path) -> None:
-    """Bytes of the column chunk flipped at random: the decoder refuses, or
-    gives what pyarrow gives; it never raises anything else."""
+@pytest.mark.parametrize("codec", ["NONE", "SNAPPY", "GZIP", "ZSTD"])
+def test_damaged_pages_are_refused_or_read_as_pyarrow_reads_them(
+    tmp_path: Path, codec: str
+) -> None:
+    """Bytes of the column chunk changed at random: the decoder refuses, or
+    gives what pyarrow gives. It never raises anything else, and never
+    accepts a page pyarrow refuses (a short page's missing bytes would
+    otherwise become values)."""
     rng = np.random.default_rng(5)
     table, _ = random_table(rng, np.float16, 300, 8)
     clean = tmp_path / "clean.parquet"
-    pq.write_table(table, clean, compression="NONE", data_page_size=512)
+    pq.write_table(table, clean, compression=codec, data_page_size=512)
     meta = pq.ParquetFile(clean).metadata
     chunk = chunk_of(pa, meta, 0, "embedding")
     data = clean.read_bytes()
-    outcomes = {"refused": 0, "same": 0, "pyarrow also fails": 0}
+    outcomes = {"refused": 0, "same": 0, "accepted what pyarrow refuses": 0}
     for trial in range(300):
         damaged = bytearray(data)
         for _ in range(int(rng.integers(1, 4))):
@@ -174,12 +182,88 @@ def test_damaged_pages_are_refused_or_read_as_pyarrow_reads_them(tmp_path: Path)
         try:
             want = pq.read_table(pa.BufferReader(bytes(damaged)), columns=["embedding"])
         except Exception:
-            outcomes["pyarrow also fails"] += 1  # damage pyarrow checks and we do not
+            outcomes["accepted what pyarrow refuses"] += 1
             continue
         flat = want.column(0).combine_chunks().flatten().to_numpy(zero_copy_only=False)
         np.testing.assert_array_equal(np.concatenate(got).reshape(-1), flat.view(np.uint16))
         outcomes["same"] += 1
-    assert outcomes["refused"] > 15 and outcomes["same"] > 100, outcomes
+    assert outcomes["accepted what pyarrow refuses"] == 0, outcomes
+    assert outcomes["refused"] > 15, outcomes
+    if codec == "NONE":  # compressed pages rarely survive a changed byte
+        assert outcomes["same"] > 100, outcomes
+
+
+@pytest.mark.parametrize("codec", ["snappy", "zstd", "gzip"])
+def test_pages_that_decompress_to_another_length_are_refused(codec: str) -> None:
+    """pyarrow's codecs may hand back a buffer of the length asked for
+    whatever came out: the true length is checked."""
+    data = np.random.default_rng(0).integers(0, 5, 5_000, dtype=np.uint8).tobytes()
+    raw = pa.Codec(codec).compress(data, asbytes=True)
+    chunk = Chunk(0, 1, "gzip" if codec == "gzip" else pa.Codec(codec), np.dtype("<u2"), 0, 3, 1)
+    assert _decompress(chunk, raw, len(data)).tobytes() == data
+    for size in (len(data) + 10, len(data) - 10, 0):
+        with pytest.raises(UnsupportedPageError):
+            _decompress(chunk, raw, size)
+
+
+def test_chunks_outside_the_file_and_second_dictionaries_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    column = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(40, np.float16)), 4)
+    pq.write_table(pa.table({"e": column}), path, compression="NONE")
+    chunk = chunk_of(pa, pq.ParquetFile(path).metadata, 0, "e")
+    data = path.read_bytes()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for start, size in ((len(data) + 5, 100), (-3, 100), (chunk.start, -1)):
+            moved = Chunk(start, size, *astuple(chunk)[2:])
+            with pytest.raises(UnsupportedPageError, match="outside its file"):
+                decode_chunk(fd, moved, 4, 8, lambda b: None)
+    finally:
+        os.close(fd)
+    # The dictionary page twice, then the data pages.
+    body = data[chunk.start : chunk.start + chunk.size]
+    first = parse_page_header(body)
+    assert first.kind == 2
+    page = body[: first.length + first.compressed]
+    twice = tmp_path / "twice.bin"
+    twice.write_bytes(page + body)
+    fd = os.open(twice, os.O_RDONLY)
+    try:
+        with pytest.raises(UnsupportedPageError, match="second dictionary"):
+            decode_chunk(fd, Chunk(0, len(page + body), *astuple(chunk)[2:]), 4, 8, print)
+    finally:
+        os.close(fd)
+
+
+def test_a_refusal_part_way_rewrites_the_row_group_with_pyarrow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every 7th page refused after earlier blocks were written: pyarrow
+    writes the row group again, the copy is the same, and progress never
+    passes the pool's size and ends at it."""
+    from zcore_fast import _native
+
+    x = np.random.default_rng(4).standard_normal((900, 16)).astype(np.float16)
+    path = tmp_path / "t.parquet"
+    column = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 16)
+    pq.write_table(pa.table({"e": column}), path, row_group_size=300, data_page_size=1024)
+    decode = _native.decode_parquet_page
+    calls = [0]
+
+    def flaky(*args: object, **kwargs: object) -> int:
+        calls[0] += 1
+        if calls[0] % 7 == 0:
+            raise ValueError("injected")
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(_native, "decode_parquet_page", flaky)
+    monkeypatch.setattr(zparquet, "BATCH_ROWS", 32)
+    seen: list[tuple[int, int]] = []
+    pool = ParquetPool.open(path, None, None)
+    pool.write_columns(tmp_path / "c.npy", 1, lambda done, total: seen.append((done, total)))
+    assert calls[0] >= 7
+    np.testing.assert_array_equal(np.load(tmp_path / "c.npy"), x)
+    assert max(done for done, _ in seen) <= 900 and seen[-1] == (900, 900)
 
 
 def test_page_headers_cut_short_or_malformed(tmp_path: Path) -> None:
@@ -197,17 +281,26 @@ def test_page_headers_cut_short_or_malformed(tmp_path: Path) -> None:
     for bad in [b"\x1c" * 20 + b"\x00" * 20, b"\x15\x04" + b"\x19\xfc" * 30, b"\x00"]:
         with pytest.raises((EOFError, UnsupportedPageError)):
             parse_page_header(bad)
+    with pytest.raises(UnsupportedPageError, match="nested too deep"):
+        parse_page_header(b"\x19" * 5_000)  # lists of lists of ...
+    # Required fields missing or of another type, as pyarrow refuses them:
+    # type 0 (a data page), sizes 10 and 10, then a data page header with
+    # only its value count; then the same with the count as a string.
+    head = b"\x15\x00\x15\x14\x15\x14\x2c\x15\x04\x00\x00"
+    with pytest.raises(UnsupportedPageError, match="field 2"):
+        parse_page_header(head)
+    with pytest.raises(UnsupportedPageError, match="field 1"):
+        parse_page_header(head.replace(b"\x2c\x15\x04", b"\x2c\x18\x01x"))
 
 
 def test_refused_row_groups_fall_back_to_pyarrow_with_the_same_copy(tmp_path: Path) -> None:
-    """A part whose row groups mix what the decoder takes (float16, snappy)
-    and what it refuses (hadoop LZ4) builds the same cache as pyarrow
-    alone; progress ends at the pool's size even after a refusal."""
+    """Parts the decoder takes (snappy, zstd) and refuses (brotli) build the
+    same cache as pyarrow alone; progress ends at the pool's size."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((900, 16)).astype(np.float16)
     folder = tmp_path / "parts"
     folder.mkdir()
-    for i, codec in enumerate(["SNAPPY", "LZ4", "ZSTD"]):
+    for i, codec in enumerate(["SNAPPY", "BROTLI", "ZSTD"]):
         rows = x[i * 300 : (i + 1) * 300]
         column = pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), 16)
         pq.write_table(pa.table({"e": column}), folder / f"p{i}.parquet", compression=codec,

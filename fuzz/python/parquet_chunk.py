@@ -3,9 +3,11 @@ page walk (`integrations.parquet_pages`: the Thrift page headers, the
 level split, decompression) and the engine's page decoder, over arbitrary
 bytes.
 
-Layout of an input: byte 0 picks snappy (bit 0, when pyarrow is there)
-and float32 values (bit 1); byte 1 is d - 1 (modulo 16), byte 2 the
-chunk's value count in rows; the rest is the column chunk.
+Layout of an input: byte 0 picks snappy (bit 0, when pyarrow is there),
+float32 values (bit 1) and max_def - 1 (bits 2-3); byte 1 is d - 1
+(modulo 16), byte 2 the chunk's value count in rows, byte 3 (signed) moves
+the chunk's start and byte 4 shortens its size (both 0: the chunk is the
+rest of the input, exactly).
 
 Run: python fuzz/python/parquet_chunk.py fuzz/corpus/py_parquet_chunk -runs=10000000
 """
@@ -36,12 +38,15 @@ except ImportError:  # the chunk is read as uncompressed
 def check(data: bytes) -> None:
     """decode_chunk refuses the chunk (UnsupportedPageError) or hands out
     whole rows of d values, as many as the chunk says, and nothing else."""
-    if len(data) < 3:
+    if len(data) < 5:
         return
     flags, d, rows = data[0], 1 + data[1] % 16, data[2]
+    start, cut = int.from_bytes(data[3:4], "little", signed=True), data[4]
     bits = np.dtype("<u4" if flags & 2 else "<u2")
-    body = data[3:]
-    chunk = Chunk(0, len(body), SNAPPY if flags & 1 else None, bits, rows * d, 3, 1)
+    body = data[5:]
+    codec = SNAPPY if flags & 1 else None
+    max_def = 1 + (flags >> 2) % 4
+    chunk = Chunk(start, len(body) - cut, codec, bits, rows * d, max_def, 1)
     fd = os.memfd_create("chunk")
     try:
         os.write(fd, body)

@@ -18,6 +18,7 @@ with pyarrow, whose errors name the row.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,15 +27,14 @@ import numpy as np
 
 from zcore_fast import _native
 
-#: Parquet's codec names (as pyarrow's metadata spells them) to pyarrow's
-#: codec names; the hadoop-framed LZ4 (plain "LZ4") is left to pyarrow.
-CODECS = {
-    "SNAPPY": "snappy",
-    "GZIP": "gzip",
-    "BROTLI": "brotli",
-    "ZSTD": "zstd",
-    "LZ4_RAW": "lz4_raw",
-}
+#: Parquet's codecs (as pyarrow's metadata spells them) decompressed here,
+#: each one whose true decompressed length is checked against the page
+#: header: snappy's stream states it, zstd's decoder checks it (pyarrow),
+#: gzip is inflated by zlib, which returns exactly what there is. pyarrow's
+#: brotli and LZ4 (`pa.Codec.decompress`) hand back a buffer of the size
+#: asked for whatever came out, so a short page would pass with garbage in
+#: its tail: those files are left to pyarrow's reader, which checks.
+CODECS = {"SNAPPY": "snappy", "ZSTD": "zstd", "GZIP": "gzip"}
 #: Page types and value encodings of the Parquet format (parquet.thrift).
 DATA_PAGE, INDEX_PAGE, DICTIONARY_PAGE, DATA_PAGE_V2 = 0, 1, 2, 3
 PLAIN, PLAIN_DICTIONARY, RLE, RLE_DICTIONARY = 0, 2, 3, 8
@@ -59,7 +59,7 @@ class Chunk:
 
     start: int
     size: int
-    codec: Any  # pyarrow.Codec, or None when uncompressed
+    codec: Any  # pyarrow.Codec, "gzip" (zlib's), or None when uncompressed
     bits: np.dtype[Any]  # uint16 (float16) or uint32 (float32)
     values: int
     max_def: int
@@ -91,6 +91,8 @@ def chunk_of(pa: Any, meta: Any, group: int, column: str) -> Chunk:
         raise UnsupportedPageError("not one level of lists")
     if chunk.compression == "UNCOMPRESSED":
         codec = None
+    elif chunk.compression == "GZIP":
+        codec = "gzip"  # zlib's, see _decompress
     elif chunk.compression in CODECS and pa.Codec.is_available(CODECS[chunk.compression]):
         codec = pa.Codec(CODECS[chunk.compression])
     else:
@@ -130,14 +132,20 @@ def decode_chunk(
     filled = 0  # values in `block`
     col = 0  # where in its row the next value falls
     dictionary = np.empty(0, dtype=chunk.bits)
+    have_dictionary = False
     at, seen = chunk.start, 0
     end = min(chunk.start + chunk.size, os.fstat(fd).st_size)  # the footer may lie
+    if chunk.start < 0 or end <= chunk.start:
+        raise UnsupportedPageError("a column chunk outside its file")
     while seen < chunk.values:
         if stop():
             return
         header, raw = _read_page(fd, at, end)
         at += header.length + header.compressed
         if header.kind == DICTIONARY_PAGE:
+            if have_dictionary:
+                raise UnsupportedPageError("a second dictionary page")
+            have_dictionary = True
             body = _decompress(chunk, raw, header.uncompressed)
             if header.encoding not in (PLAIN, PLAIN_DICTIONARY):
                 raise UnsupportedPageError(f"a dictionary page in encoding {header.encoding}")
@@ -236,18 +244,39 @@ def _read_page(fd: int, at: int, end: int) -> tuple[PageHeader, bytes]:
 
 
 def _decompress(chunk: Chunk, raw: bytes, size: int) -> np.ndarray:
-    """`raw` decompressed to `size` bytes, as a uint8 array."""
-    if chunk.codec is None:
-        out: Any = raw
-    else:
-        try:
+    """`raw` decompressed, as a uint8 array; refused unless exactly `size`
+    bytes came out (see CODECS)."""
+    out: Any
+    try:
+        if chunk.codec is None:
+            out = raw
+        elif chunk.codec == "gzip":
+            inflate = zlib.decompressobj(wbits=47)  # gzip or zlib header
+            out = inflate.decompress(raw, size + 1)
+            if inflate.unconsumed_tail or inflate.unused_data or not inflate.eof:
+                raise UnsupportedPageError("a gzip page of another length than its header says")
+        else:
+            if chunk.codec.name == "snappy" and _uleb128(raw) != size:
+                raise UnsupportedPageError("a snappy page of another length than its header says")
             out = chunk.codec.decompress(raw, decompressed_size=size)
-        except Exception as e:  # pyarrow raises ArrowInvalid and kin
-            raise UnsupportedPageError(f"a page that does not decompress ({e})") from None
+    except (zlib.error, ValueError, OSError) as e:
+        # pyarrow's ArrowInvalid and ArrowIOError derive from ValueError and
+        # OSError (UnsupportedPageError is neither, so it passes through).
+        raise UnsupportedPageError(f"a page that does not decompress ({e})") from None
     array = np.frombuffer(out, dtype=np.uint8)
     if len(array) != size:
         raise UnsupportedPageError("a page of another size than its header says")
     return array
+
+
+def _uleb128(buf: bytes) -> int:
+    """The unsigned varint at the start of `buf` (-1 when cut off)."""
+    value = 0
+    for i, b in enumerate(buf[:10]):
+        value |= (b & 0x7F) << (7 * i)
+        if not b & 0x80:
+            return value
+    return -1
 
 
 def _split_levels(
@@ -281,31 +310,35 @@ def _split_levels(
 def parse_page_header(buf: bytes) -> PageHeader:
     """A Parquet PageHeader (Thrift compact protocol) at the start of `buf`.
     Raises EOFError when `buf` ends inside it, UnsupportedPageError when it is not
-    a valid header."""
+    a valid header (a required field missing or of another type, as
+    pyarrow's parser refuses it)."""
     reader = _Compact(buf)
     fields = reader.struct(0)
-    kind, uncompressed, compressed = fields.get(1), fields.get(2), fields.get(3)
-    if not all(isinstance(v, int) for v in (kind, uncompressed, compressed)):
-        raise UnsupportedPageError("a page header without its type or sizes")
-    assert isinstance(kind, int) and isinstance(uncompressed, int) and isinstance(compressed, int)
+    kind, uncompressed, compressed = _i32s(fields, (1, 2, 3), "page header")
     if not (0 <= uncompressed <= MAX_PAGE and 0 <= compressed <= MAX_PAGE):
         raise UnsupportedPageError(f"a page of {uncompressed:,} bytes")
+    if kind == INDEX_PAGE:
+        return PageHeader(reader.at, kind, uncompressed, compressed, 0, 0)
     sub = {DATA_PAGE: 5, DICTIONARY_PAGE: 7, DATA_PAGE_V2: 8}.get(kind)
-    inner = fields.get(sub) if sub is not None else {}
+    if sub is None:
+        raise UnsupportedPageError(f"a page of type {kind}")
+    inner = fields.get(sub)
     if not isinstance(inner, dict):
         raise UnsupportedPageError(f"a page of type {kind} without its header")
-    ints = {k: v for k, v in inner.items() if isinstance(v, int) and not isinstance(v, bool)}
+    rep = define = 0
+    compressed_values = rle = True
     if kind == DATA_PAGE_V2:
-        values, encoding = ints.get(1), ints.get(4)
-        rep, define = ints.get(6, 0), ints.get(5, 0)
+        values, _, _, encoding, define, rep = _i32s(inner, range(1, 7), "data page v2")
         compressed_values = inner.get(7, True)
-        rle = True
+        if not isinstance(compressed_values, bool):
+            raise UnsupportedPageError("a data page v2 header with a malformed is_compressed")
+    elif kind == DATA_PAGE:
+        values, encoding, def_encoding, rep_encoding = _i32s(inner, range(1, 5), "data page")
+        rle = def_encoding == RLE and rep_encoding == RLE
     else:
-        values, encoding = ints.get(1, 0), ints.get(2, 0)
-        rep, define, compressed_values = 0, 0, True
-        rle = ints.get(3, RLE) == RLE and ints.get(4, RLE) == RLE
-    if values is None or encoding is None or values < 0 or rep < 0 or define < 0:
-        raise UnsupportedPageError("a page header without its value count or encoding")
+        values, encoding = _i32s(inner, (1, 2), "dictionary page")
+    if values < 0 or rep < 0 or define < 0:
+        raise UnsupportedPageError("a page header with negative counts")
     return PageHeader(
         reader.at,
         kind,
@@ -315,9 +348,20 @@ def parse_page_header(buf: bytes) -> PageHeader:
         encoding,
         rep,
         define,
-        bool(compressed_values),
+        compressed_values,
         rle,
     )
+
+
+def _i32s(fields: dict[int, Any], ids: Any, what: str) -> list[int]:
+    """The required i32 fields `ids` of a Thrift struct, in order."""
+    out = []
+    for i in ids:
+        v = fields.get(i)
+        if type(v) is not int or not -(1 << 31) <= v < 1 << 31:
+            raise UnsupportedPageError(f"a {what} header without a valid field {i}")
+        out.append(v)
+    return out
 
 
 class _Compact:
@@ -351,6 +395,8 @@ class _Compact:
         return (v >> 1) ^ -(v & 1)
 
     def value(self, kind: int, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise UnsupportedPageError("Thrift values nested too deep")
         if kind in (1, 2):  # a bool in a list (in a struct it is the field's type)
             return self.byte() == 1
         if kind == 3:
