@@ -317,3 +317,23 @@ def test_refused_row_groups_fall_back_to_pyarrow_with_the_same_copy(tmp_path: Pa
     np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
     np.testing.assert_array_equal(a, x)
     assert seen[-1] == (900, 900)
+
+
+def test_row_groups_the_decoder_takes_do_not_count_against_pyarrows_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a budget smaller than one decoded row group, pyarrow's reader
+    gets one thread; the page decoder, which holds a block, all of them."""
+    x = np.random.default_rng(6).standard_normal((2_000, 32)).astype(np.float16)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 32)
+    for codec in ("SNAPPY", "BROTLI"):
+        pq.write_table(pa.table({"e": column}), tmp_path / f"{codec}.parquet", compression=codec)
+    monkeypatch.setattr(zparquet, "MEMORY_BUDGET", 150_000)  # a row group is 128,000 bytes
+    monkeypatch.setattr(zparquet, "BATCH_ROWS", 64)  # a block 4,096 bytes
+    readers = {
+        codec: zparquet._readers(
+            pa, pq, ParquetPool.open(tmp_path / f"{codec}.parquet", None, None), 4
+        )
+        for codec in ("SNAPPY", "BROTLI")
+    }
+    assert readers == {"SNAPPY": 4, "BROTLI": 1}

@@ -225,7 +225,7 @@ class ParquetPool:
                     row += len(block)
                     add(len(block))
 
-            fill(jobs, run, threads=_readers(pq, self, threads), total=n, progress=progress)
+            fill(jobs, run, threads=_readers(pa, pq, self, threads), total=n, progress=progress)
         return n, d, str(dtype)
 
     def _decode_pages(
@@ -270,9 +270,13 @@ class ParquetPool:
         return True
 
 
-def _readers(pq: Any, pool: ParquetPool, threads: int) -> int:
+def _readers(pa: Any, pq: Any, pool: ParquetPool, threads: int) -> int:
     """Threads decoding row groups at once: `threads`, fewer when that many
-    of the largest row group would not fit MEMORY_BUDGET, at least one."""
+    of the largest row group pyarrow would decode would not fit
+    MEMORY_BUDGET, at least one. A row group the page decoder takes holds
+    only a block of BATCH_ROWS rows in memory, whatever its size (one it
+    refuses part-way, for a null or a row of another length, is handed to
+    pyarrow only to find the row for the error)."""
     largest = 0
     for part in pool.parts:
         meta = pq.ParquetFile(part).metadata
@@ -281,6 +285,12 @@ def _readers(pq: Any, pool: ParquetPool, threads: int) -> int:
         for g in range(meta.num_row_groups):
             group = meta.row_group(g)
             size = sum(group.column(i).total_uncompressed_size for i in columns)
+            if PAGE_DECODER:
+                try:
+                    chunk = chunk_of(pa, meta, g, pool.column)
+                    size = min(size, BATCH_ROWS * pool.d * chunk.bits.itemsize)
+                except UnsupportedPageError:
+                    pass
             largest = max(largest, size)
     return max(1, min(threads, MEMORY_BUDGET // max(1, largest)))
 
