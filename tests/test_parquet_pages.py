@@ -6,6 +6,7 @@ a row group back to pyarrow."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import astuple
 from pathlib import Path
 
@@ -67,24 +68,41 @@ def write_randomly(rng: np.random.Generator, table: object, path: Path) -> dict:
     return options
 
 
-def decoded(path: Path, d: int, block_rows: int) -> tuple[np.ndarray, int]:
+def keep(got: dict[int, np.ndarray]) -> Callable[[int, np.ndarray], None]:
+    """An `emit` for decode_chunk that keeps a copy of each block by its
+    first row (writer threads emit blocks in any order)."""
+
+    def emit(first: int, block: np.ndarray) -> None:
+        assert first not in got
+        got[first] = block.copy()
+
+    return emit
+
+
+def in_order(got: dict[int, np.ndarray]) -> np.ndarray:
+    return np.concatenate([got[k] for k in sorted(got)])
+
+
+def decoded(path: Path, d: int, block_rows: int, overlap: bool = False) -> tuple[np.ndarray, int]:
     """Every row group of `path` through the page decoder, in blocks of
-    `block_rows`; (the rows' bits, the row groups it refused)."""
+    `block_rows`, its stages on threads of their own with `overlap`; (the
+    rows' bits, the row groups it refused)."""
     meta = pq.ParquetFile(path).metadata
     blocks: list[np.ndarray] = []
     refused = 0
     fd = os.open(path, os.O_RDONLY)
     try:
         for g in range(meta.num_row_groups):
-            got: list[np.ndarray] = []
+            got: dict[int, np.ndarray] = {}
             try:
                 chunk = chunk_of(pa, meta, g, "embedding")
-                decode_chunk(fd, chunk, d, block_rows, lambda b, got=got: got.append(b.copy()))
+                decode_chunk(fd, chunk, d, block_rows, keep(got), overlap=overlap)
             except UnsupportedPageError:
                 refused += 1
                 continue
-            assert all(len(b) == block_rows for b in got[:-1])
-            blocks.extend(got)
+            firsts = sorted(got)
+            assert firsts == [i * block_rows for i in range(len(got))]
+            blocks.extend(got[first] for first in firsts)
     finally:
         os.close(fd)
     return np.concatenate(blocks) if blocks else np.empty((0, d)), refused
@@ -102,7 +120,7 @@ def test_pages_decode_as_pyarrow_reads_them(tmp_path: Path, seed: int) -> None:
         with pytest.raises(UnsupportedPageError, match="codec"):
             chunk_of(pa, pq.ParquetFile(path).metadata, 0, "embedding")
         return
-    got, refused = decoded(path, d, int(rng.integers(1, 300)))
+    got, refused = decoded(path, d, int(rng.integers(1, 300)), bool(rng.integers(2)))
     assert refused == 0, options
     bits = np.dtype(f"u{x.itemsize}")
     want = zparquet.ParquetPool.open(path, "embedding", None).read_matrix()
@@ -139,16 +157,19 @@ def test_rows_it_cannot_take_are_refused(tmp_path: Path, rows: list) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         with pytest.raises(UnsupportedPageError):
-            decode_chunk(fd, chunk, 2, 64, lambda b: None)
+            decode_chunk(fd, chunk, 2, 64, lambda first, b: None)
     finally:
         os.close(fd)
     with pytest.raises(ValueError, match=r"row 1 of .*t\.parquet"):
         zcore_fast.score(path, cache="always", cache_dir=tmp_path / "c", n_sample=100)
 
 
-@pytest.mark.parametrize("codec", ["NONE", "SNAPPY", "GZIP", "ZSTD"])
+@pytest.mark.parametrize(
+    ("codec", "overlap"), [("NONE", False), ("NONE", True), ("SNAPPY", True), ("GZIP", False),
+                           ("ZSTD", True)]
+)  # fmt: skip
 def test_damaged_pages_are_refused_or_read_as_pyarrow_reads_them(
-    tmp_path: Path, codec: str
+    tmp_path: Path, codec: str, overlap: bool
 ) -> None:
     """Bytes of the column chunk changed at random: the decoder refuses, or
     gives what pyarrow gives. It never raises anything else, and never
@@ -169,10 +190,10 @@ def test_damaged_pages_are_refused_or_read_as_pyarrow_reads_them(
             damaged[at] = int(rng.integers(256))
         path = tmp_path / f"d{trial}.parquet"
         path.write_bytes(bytes(damaged))
-        got: list[np.ndarray] = []
+        got: dict[int, np.ndarray] = {}
         fd = os.open(path, os.O_RDONLY)
         try:
-            decode_chunk(fd, chunk, 8, 1000, lambda b, got=got: got.append(b.copy()))
+            decode_chunk(fd, chunk, 8, 1000, keep(got), overlap=overlap)
         except UnsupportedPageError:
             outcomes["refused"] += 1
             continue
@@ -185,7 +206,7 @@ def test_damaged_pages_are_refused_or_read_as_pyarrow_reads_them(
             outcomes["accepted what pyarrow refuses"] += 1
             continue
         flat = want.column(0).combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        np.testing.assert_array_equal(np.concatenate(got).reshape(-1), flat.view(np.uint16))
+        np.testing.assert_array_equal(in_order(got).reshape(-1), flat.view(np.uint16))
         outcomes["same"] += 1
     assert outcomes["accepted what pyarrow refuses"] == 0, outcomes
     assert outcomes["refused"] > 15, outcomes
@@ -217,7 +238,7 @@ def test_chunks_outside_the_file_and_second_dictionaries_are_refused(tmp_path: P
         for start, size in ((len(data) + 5, 100), (-3, 100), (chunk.start, -1)):
             moved = Chunk(start, size, *astuple(chunk)[2:])
             with pytest.raises(UnsupportedPageError, match="outside its file"):
-                decode_chunk(fd, moved, 4, 8, lambda b: None)
+                decode_chunk(fd, moved, 4, 8, lambda first, b: None)
     finally:
         os.close(fd)
     # The dictionary page twice, then the data pages.
@@ -230,17 +251,19 @@ def test_chunks_outside_the_file_and_second_dictionaries_are_refused(tmp_path: P
     fd = os.open(twice, os.O_RDONLY)
     try:
         with pytest.raises(UnsupportedPageError, match="second dictionary"):
-            decode_chunk(fd, Chunk(0, len(page + body), *astuple(chunk)[2:]), 4, 8, print)
+            decode_chunk(fd, Chunk(0, len(page + body), *astuple(chunk)[2:]), 4, 8, keep({}))
     finally:
         os.close(fd)
 
 
+@pytest.mark.parametrize("threads", [1, 4])
 def test_a_refusal_part_way_rewrites_the_row_group_with_pyarrow(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int
 ) -> None:
     """Every 7th page refused after earlier blocks were written: pyarrow
     writes the row group again, the copy is the same, and progress never
-    passes the pool's size and ends at it."""
+    passes the pool's size and ends at it. With 4 threads for 3 row groups
+    the decoder's stages overlap (a refusal raised on its page thread)."""
     from zcore_fast import _native
 
     x = np.random.default_rng(4).standard_normal((900, 16)).astype(np.float16)
@@ -260,7 +283,7 @@ def test_a_refusal_part_way_rewrites_the_row_group_with_pyarrow(
     monkeypatch.setattr(zparquet, "BATCH_ROWS", 32)
     seen: list[tuple[int, int]] = []
     pool = ParquetPool.open(path, None, None)
-    pool.write_columns(tmp_path / "c.npy", 1, lambda done, total: seen.append((done, total)))
+    pool.write_columns(tmp_path / "c.npy", threads, lambda done, total: seen.append((done, total)))
     assert calls[0] >= 7
     np.testing.assert_array_equal(np.load(tmp_path / "c.npy"), x)
     assert max(done for done, _ in seen) <= 900 and seen[-1] == (900, 900)

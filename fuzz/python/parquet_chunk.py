@@ -50,15 +50,17 @@ def check(data: bytes) -> None:
     fd = os.memfd_create("chunk")
     try:
         os.write(fd, body)
-        got: list[np.ndarray] = []
+        got: dict[int, np.ndarray] = {}
         try:
-            decode_chunk(fd, chunk, d, 5, lambda b: got.append(b.copy()))
+            decode_chunk(fd, chunk, d, 5, lambda first, b: got.setdefault(first, b.copy()))
         except UnsupportedPageError:
             return
     finally:
         os.close(fd)
-    assert all(b.dtype == bits and b.ndim == 2 and b.shape[1] == d for b in got)
-    assert sum(len(b) for b in got) == rows
+    blocks = [got[first] for first in sorted(got)]
+    assert all(b.dtype == bits and b.ndim == 2 and b.shape[1] == d for b in blocks)
+    assert sorted(got) == [5 * i for i in range(len(got))], "blocks must tile the rows"
+    assert sum(len(b) for b in blocks) == rows
 
 
 if __name__ == "__main__":

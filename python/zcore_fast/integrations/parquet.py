@@ -195,13 +195,22 @@ class ParquetPool:
             for part, start in zip(self.parts, self.offsets)
             for group, first in _row_groups(pq, part, start)
         ]
+        readers = _readers(pa, pq, self, threads)
+        started = [0]
+        lock = threading.Lock()
         with ColumnFile(path, (n, d), dtype) as out:
 
             def run(
                 job: tuple[str, int, int, int], stop: threading.Event, add: Callable[[int], None]
             ) -> None:
                 part, group, row, start = job
-                if self._decode_pages(pa, pq, out, job, stop, add):
+                with lock:
+                    started[0] += 1
+                    # Fewer row groups left than readers (one row group,
+                    # or the last few): a row group's stages overlap, so
+                    # the idle cores help.
+                    overlap = len(jobs) - started[0] + 1 < readers
+                if self._decode_pages(pa, pq, out, job, stop, add, overlap):
                     return
                 # A buffered stream reads the column chunk piece by piece
                 # instead of whole, so memory is bounded by the batch.
@@ -225,7 +234,7 @@ class ParquetPool:
                     row += len(block)
                     add(len(block))
 
-            fill(jobs, run, threads=_readers(pa, pq, self, threads), total=n, progress=progress)
+            fill(jobs, run, threads=readers, total=n, progress=progress)
         return n, d, str(dtype)
 
     def _decode_pages(
@@ -236,10 +245,12 @@ class ParquetPool:
         job: tuple[str, int, int, int],
         stop: threading.Event,
         add: Callable[[int], None],
+        overlap: bool,
     ) -> bool:
         """Writes row group `job` through the engine's page decoder
-        (parquet_pages.py); False, with nothing counted, where that decoder
-        does not take it."""
+        (parquet_pages.py, its stages on threads of their own with
+        `overlap`); False, with nothing counted, where that decoder does not
+        take it."""
         if not PAGE_DECODER:
             return False
         part, group, row, _ = job
@@ -251,19 +262,21 @@ class ParquetPool:
         if chunk.values != meta.row_group(group).num_rows * self.d:
             return False  # nulls, or rows of another length: pyarrow names the row
         value_type = np.float16 if chunk.bits.itemsize == 2 else np.float32
-        written = 0
+        written = [0]
+        lock = threading.Lock()
 
-        def emit(bits: np.ndarray) -> None:
-            nonlocal written
-            out.write(row + written, bits.view(value_type))
-            written += len(bits)
+        def emit(first: int, bits: np.ndarray) -> None:
+            # Maybe on decode_chunk's writer thread: out.write is positional.
+            out.write(row + first, bits.view(value_type))
+            with lock:
+                written[0] += len(bits)
             add(len(bits))
 
         fd = os.open(part, os.O_RDONLY)
         try:
-            decode_chunk(fd, chunk, self.d, BATCH_ROWS, emit, stop.is_set)
+            decode_chunk(fd, chunk, self.d, BATCH_ROWS, emit, stop.is_set, overlap)
         except UnsupportedPageError:
-            add(-written)
+            add(-written[0])
             return False
         finally:
             os.close(fd)
@@ -288,7 +301,8 @@ def _readers(pa: Any, pq: Any, pool: ParquetPool, threads: int) -> int:
             if PAGE_DECODER:
                 try:
                     chunk = chunk_of(pa, meta, g, pool.column)
-                    size = min(size, BATCH_ROWS * pool.d * chunk.bits.itemsize)
+                    # Two blocks when decode_chunk overlaps its stages.
+                    size = min(size, 2 * BATCH_ROWS * pool.d * chunk.bits.itemsize)
                 except UnsupportedPageError:
                     pass
             largest = max(largest, size)
@@ -329,7 +343,10 @@ def _first_width(pa: Any, pq: Any, parts: Sequence[str], rows: Sequence[int], co
     for part, count in zip(parts, rows):
         if count == 0:
             continue
-        for batch in pq.ParquetFile(part).iter_batches(batch_size=1024, columns=[column]):
+        # Unbuffered: pre-buffering reads the whole column chunk first, 2.5
+        # GB for a row group of 10^6 x 1,280 float16 (seconds, for one row).
+        reader = pq.ParquetFile(part, buffer_size=STREAM_BUFFER, pre_buffer=False)
+        for batch in reader.iter_batches(batch_size=1024, columns=[column]):
             d = list_width(pa, batch.column(0), column, part)
             if d is not None:
                 if d == 0:

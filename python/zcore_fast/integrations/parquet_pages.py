@@ -18,8 +18,13 @@ with pyarrow, whose errors name the row.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import zlib
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +46,9 @@ PLAIN, PLAIN_DICTIONARY, RLE, RLE_DICTIONARY = 0, 2, 3, 8
 #: Bytes first read for a page header; a header with long statistics is
 #: read again whole.
 HEADER_READ = 1 << 12
+#: Decoded pages queued ahead of the blocks being written (about 1 MB each
+#: at pyarrow's default page size).
+PAGES_AHEAD = 2
 #: Largest page taken (decompressed): a header claiming more is refused
 #: before anything that size is allocated.
 MAX_PAGE = 1 << 30
@@ -118,18 +126,148 @@ def decode_chunk(
     chunk: Chunk,
     d: int,
     block_rows: int,
-    emit: Callable[[np.ndarray], None],
+    emit: Callable[[int, np.ndarray], None],
     stop: Callable[[], bool] = lambda: False,
+    overlap: bool = False,
 ) -> None:
-    """Decodes `chunk` from the open file `fd` and hands its rows to `emit`
-    in row-major blocks of `block_rows` rows (the last one shorter), as
-    unsigned integers holding the values' bits (a view of one buffer,
-    reused: `emit` must be done with it when it returns). Raises UnsupportedPageError on
-    anything this decoder does not take (the caller then reads the chunk
-    with pyarrow, so rows already emitted are written again). Returns
-    early once `stop()` is true."""
-    block = np.empty(block_rows * d, dtype=chunk.bits)
-    filled = 0  # values in `block`
+    """Decodes `chunk` from the open file `fd` and hands its rows to
+    `emit(first, block)` in row-major blocks of `block_rows` rows (the last
+    one shorter), as unsigned integers holding the values' bits; `first` is
+    the block's first row in the chunk, and the block is reused once `emit`
+    returns. Raises UnsupportedPageError on anything this decoder does not
+    take (the caller then reads the chunk with pyarrow, so rows already
+    emitted are written again). Returns early once `stop()` is true.
+
+    With `overlap`, pages are read, decompressed and decoded on a thread of
+    their own, PAGES_AHEAD ahead, and blocks are emitted on another, while
+    this thread copies values into blocks: each stage releases the GIL for
+    its heavy part, so one chunk keeps several cores busy (worth it when
+    fewer chunks than cores are decoded at once; measured slower when every
+    core already decodes a chunk of its own)."""
+    with ExitStack() as stack:
+        pages: Iterable[np.ndarray] = _page_values(fd, chunk, d)
+        if overlap:
+            pages = stack.enter_context(_ReadAhead(pages))
+        blocks = stack.enter_context(_Blocks(chunk.bits, d, block_rows, emit, overlap))
+        block, filled = blocks.take(), 0  # values in `block`
+        for values in pages:
+            taken = 0
+            while taken < len(values):
+                k = min(len(values) - taken, block.size - filled)
+                block[filled : filled + k] = values[taken : taken + k]
+                filled, taken = filled + k, taken + k
+                if filled == block.size:
+                    if stop():
+                        return
+                    blocks.emit(block, block_rows)
+                    block, filled = blocks.take(), 0
+        # _page_values checked that the chunk ends on a row boundary.
+        if filled and not stop():
+            blocks.emit(block, filled // d)
+
+
+class _ReadAhead:
+    """The items of an iterator, produced on a thread of its own up to
+    PAGES_AHEAD ahead of the consumer; its exception is raised to the
+    consumer in turn. Leaving the context stops and joins the thread."""
+
+    def __init__(self, items: Iterable[np.ndarray]) -> None:
+        # The items, then one last: None at the end, or the exception.
+        self.queue: queue.Queue[np.ndarray | BaseException | None] = queue.Queue(PAGES_AHEAD)
+        self.quit = threading.Event()
+        self.ended = False  # the last item was taken
+        self.thread = threading.Thread(
+            target=self._produce, args=(items,), name="zcore-parquet-pages", daemon=True
+        )
+        self.thread.start()
+
+    def _produce(self, items: Iterable[np.ndarray]) -> None:
+        last: BaseException | None = None
+        try:
+            for item in items:
+                if self.quit.is_set():
+                    return
+                self.queue.put(item)
+        except BaseException as e:  # raised again on the consuming thread
+            last = e
+        finally:
+            self.queue.put(last)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while not self.ended:
+            item = self.queue.get()
+            if isinstance(item, np.ndarray):
+                yield item
+                continue
+            self.ended = True
+            if item is not None:
+                raise item
+
+    def __enter__(self) -> _ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.quit.set()
+        while not self.ended:  # unblocks the producer, which then ends
+            self.ended = not isinstance(self.queue.get(), np.ndarray)
+        self.thread.join()
+
+
+class _Blocks:
+    """Block buffers and their emission: inline, or (`threaded`) on one
+    writer thread with a second buffer filling meanwhile; taking a buffer
+    waits for its write to end, which bounds the memory."""
+
+    def __init__(
+        self,
+        bits: np.dtype[Any],
+        d: int,
+        block_rows: int,
+        emit: Callable[[int, np.ndarray], None],
+        threaded: bool,
+    ) -> None:
+        self.d, self.emit_fn, self.row = d, emit, 0  # the next block's first row
+        self.free: queue.Queue[np.ndarray] = queue.Queue()
+        for _ in range(2 if threaded else 1):
+            self.free.put(np.empty(block_rows * d, dtype=bits))
+        self.pool = ThreadPoolExecutor(1, "zcore-parquet-writes") if threaded else None
+        self.pending: deque[Future[None]] = deque()
+
+    def take(self) -> np.ndarray:
+        """A free buffer; raises the error of a write that failed."""
+        while self.pending and self.pending[0].done():
+            self.pending.popleft().result()
+        return self.free.get()
+
+    def emit(self, block: np.ndarray, rows: int) -> None:
+        """Emits the first `rows` rows of `block`."""
+        if self.pool is None:
+            self._write(self.row, block, rows)
+        else:
+            self.pending.append(self.pool.submit(self._write, self.row, block, rows))
+        self.row += rows
+
+    def _write(self, row: int, block: np.ndarray, rows: int) -> None:
+        try:
+            self.emit_fn(row, block[: rows * self.d].reshape(rows, self.d))
+        finally:
+            self.free.put(block)
+
+    def __enter__(self) -> _Blocks:
+        return self
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        if kind is None:  # a write's error, unless another is on its way
+            for future in self.pending:
+                future.result()
+
+
+def _page_values(fd: int, chunk: Chunk, d: int) -> Iterator[np.ndarray]:
+    """The values of each data page of `chunk` in turn (the bits, one per
+    level), after checking that rows are `d` values long and that the
+    chunk ends on a row boundary."""
     col = 0  # where in its row the next value falls
     dictionary = np.empty(0, dtype=chunk.bits)
     have_dictionary = False
@@ -138,8 +276,6 @@ def decode_chunk(
     if chunk.start < 0 or end <= chunk.start:
         raise UnsupportedPageError("a column chunk outside its file")
     while seen < chunk.values:
-        if stop():
-            return
         header, raw = _read_page(fd, at, end)
         at += header.length + header.compressed
         if header.kind == DICTIONARY_PAGE:
@@ -167,14 +303,10 @@ def decode_chunk(
             encoded = False
         else:
             raise UnsupportedPageError(f"values in encoding {header.encoding}")
-        n = header.values
-        seen += n
+        seen += header.values
         if seen > chunk.values:
             raise UnsupportedPageError("pages hold more values than the chunk")
-        # Straight into the block when the page fits, else through a
-        # scratch buffer copied over block boundaries.
-        direct = filled + n <= block.size
-        out = block[filled : filled + n] if direct else np.empty(n, dtype=chunk.bits)
+        out = np.empty(header.values, dtype=chunk.bits)
         try:
             col = _native.decode_parquet_page(
                 rep, define, values, encoded, dictionary, out,
@@ -182,24 +314,9 @@ def decode_chunk(
             )  # fmt: skip
         except ValueError as e:
             raise UnsupportedPageError(str(e)) from None
-        if direct:
-            filled += n
-        else:
-            taken = 0
-            while taken < n:
-                k = min(n - taken, block.size - filled)
-                block[filled : filled + k] = out[taken : taken + k]
-                filled, taken = filled + k, taken + k
-                if filled == block.size:
-                    emit(block.reshape(block_rows, d))
-                    filled = 0
-        if filled == block.size:
-            emit(block.reshape(block_rows, d))
-            filled = 0
-    if col != 0:
-        raise UnsupportedPageError("the chunk ends inside a row")
-    if filled:
-        emit(block[:filled].reshape(filled // d, d))
+        if seen == chunk.values and col != 0:
+            raise UnsupportedPageError("the chunk ends inside a row")
+        yield out
 
 
 @dataclass(frozen=True)
