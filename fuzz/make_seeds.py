@@ -200,6 +200,7 @@ def parquet_chunk_seeds() -> dict[str, bytes]:
                 body = out.getvalue()[start : start + col.total_compressed_size]
                 # max_def 3: a nullable list of nullable values
                 flags = (codec == "SNAPPY") | (2 if dtype == np.float32 else 0) | 8
+                flags |= 16 if name == "pages" else 0  # the overlapped stages
                 key = f"{np.dtype(dtype).name}-{name}-{codec.lower()}"
                 seeds[key] = bytes([flags, 3, 6, 0, 0]) + body
     return seeds

@@ -4,7 +4,8 @@ level split, decompression) and the engine's page decoder, over arbitrary
 bytes.
 
 Layout of an input: byte 0 picks snappy (bit 0, when pyarrow is there),
-float32 values (bit 1) and max_def - 1 (bits 2-3); byte 1 is d - 1
+float32 values (bit 1), max_def - 1 (bits 2-3) and the overlapped
+stages on threads (bit 4); byte 1 is d - 1
 (modulo 16), byte 2 the chunk's value count in rows, byte 3 (signed) moves
 the chunk's start and byte 4 shortens its size (both 0: the chunk is the
 rest of the input, exactly).
@@ -52,7 +53,8 @@ def check(data: bytes) -> None:
         os.write(fd, body)
         got: dict[int, np.ndarray] = {}
         try:
-            decode_chunk(fd, chunk, d, 5, lambda first, b: got.setdefault(first, b.copy()))
+            emit = lambda first, b: got.setdefault(first, b.copy())  # noqa: E731
+            decode_chunk(fd, chunk, d, 5, emit, overlap=bool(flags & 16))
         except UnsupportedPageError:
             return
     finally:
