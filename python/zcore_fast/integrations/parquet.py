@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from zcore_fast.integrations.arrow import (
     to_matrix,
 )
 from zcore_fast.integrations.parquet_pages import UnsupportedPageError, chunk_of, decode_chunk
+from zcore_fast.threads import available_threads
 
 #: Rows per batch taken from a decoded row group, checked and transposed
 #: into the copy (about 40 MB at D = 1,280 float16).
@@ -53,6 +54,23 @@ PAGE_DECODER = True
 SUFFIXES = (".parquet", ".pq")
 
 ProgressFn = Callable[[int, int], object]
+
+
+class RowSink(Protocol):
+    """Where row blocks go: the column cache's file, or a matrix."""
+
+    def write(self, row: int, block: np.ndarray) -> None: ...
+
+
+class _Matrix:
+    """An (n, d) matrix in memory as a RowSink (row blocks of other
+    threads land in their own rows)."""
+
+    def __init__(self, n: int, d: int, dtype: np.dtype[Any]) -> None:
+        self.array = np.empty((n, d), dtype=dtype)
+
+    def write(self, row: int, block: np.ndarray) -> None:
+        self.array[row : row + len(block)] = block
 
 
 def import_pyarrow() -> tuple[Any, Any]:
@@ -172,9 +190,15 @@ class ParquetPool:
             arrays.append(ids_array(pa, table.column(0), self.id_column, part))
         return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
 
-    def read_matrix(self) -> np.ndarray:
-        """The whole pool in memory as an (N, D) matrix (small pools)."""
+    def read_matrix(self, threads: int | None = None) -> np.ndarray:
+        """The whole pool in memory as an (N, D) matrix (small pools); row
+        groups decoded on `threads` threads (default: every core) as
+        `write_columns` does."""
         pa, pq = import_pyarrow()
+        if PAGE_DECODER and self.dtype != np.float64:
+            rows = _Matrix(self.n, self.d, self.dtype)
+            self._fill(pa, pq, rows, threads or available_threads(), None)
+            return rows.array
         matrices = []
         for part in self.parts:
             col = pq.read_table(part, columns=[self.column]).column(0)
@@ -189,6 +213,16 @@ class ParquetPool:
         does. Row groups are decoded on up to `threads` threads."""
         pa, pq = import_pyarrow()
         n, d, dtype = self.n, self.d, np.dtype(self.cache_dtype)
+        with ColumnFile(path, (n, d), dtype) as out:
+            self._fill(pa, pq, out, threads, progress)
+        return n, d, str(dtype)
+
+    def _fill(
+        self, pa: Any, pq: Any, out: RowSink, threads: int, progress: ProgressFn | None
+    ) -> None:
+        """Writes every row group into `out` on up to `threads` threads:
+        through the engine's page decoder where it takes the row group,
+        else pyarrow's reader."""
         # (part, row group, its first row in the pool, the part's first row)
         jobs = [
             (part, group, first, start)
@@ -198,50 +232,48 @@ class ParquetPool:
         readers = _readers(pa, pq, self, threads)
         started = [0]
         lock = threading.Lock()
-        with ColumnFile(path, (n, d), dtype) as out:
 
-            def run(
-                job: tuple[str, int, int, int], stop: threading.Event, add: Callable[[int], None]
-            ) -> None:
-                part, group, row, start = job
-                with lock:
-                    started[0] += 1
-                    # Fewer row groups left than readers (one row group,
-                    # or the last few): a row group's stages overlap, so
-                    # the idle cores help.
-                    overlap = len(jobs) - started[0] + 1 < readers
-                if self._decode_pages(pa, pq, out, job, stop, add, overlap):
+        def run(
+            job: tuple[str, int, int, int], stop: threading.Event, add: Callable[[int], None]
+        ) -> None:
+            part, group, row, start = job
+            with lock:
+                started[0] += 1
+                # Fewer row groups left than readers (one row group, or the
+                # last few): a row group's stages overlap, so the idle
+                # cores help.
+                overlap = len(jobs) - started[0] + 1 < readers
+            if self._decode_pages(pa, pq, out, job, stop, add, overlap):
+                return
+            # A buffered stream reads the column chunk piece by piece
+            # instead of whole, so memory is bounded by the batch.
+            reader = pq.ParquetFile(part, buffer_size=STREAM_BUFFER, pre_buffer=False)
+            # use_threads=False: the readers already run in parallel, and
+            # pyarrow's own threads on top made the decode of one row group
+            # 1.7x slower (1.12 s against 0.67 s, 100,000 x 1,280 float16
+            # on 2 cores).
+            for batch in reader.iter_batches(
+                batch_size=BATCH_ROWS,
+                row_groups=[group],
+                columns=[self.column],
+                use_threads=False,
+            ):
+                if stop.is_set():
                     return
-                # A buffered stream reads the column chunk piece by piece
-                # instead of whole, so memory is bounded by the batch.
-                reader = pq.ParquetFile(part, buffer_size=STREAM_BUFFER, pre_buffer=False)
-                # use_threads=False: the readers already run in parallel,
-                # and pyarrow's own threads on top made the decode of one
-                # row group 1.7x slower (1.12 s against 0.67 s, 100,000 x
-                # 1,280 float16 on 2 cores).
-                for batch in reader.iter_batches(
-                    batch_size=BATCH_ROWS,
-                    row_groups=[group],
-                    columns=[self.column],
-                    use_threads=False,
-                ):
-                    if stop.is_set():
-                        return
-                    # Errors count rows from the part's first, as a user
-                    # opening that part would.
-                    block = to_matrix(pa, batch.column(0), d, self.column, part, row - start)
-                    out.write(row, block)
-                    row += len(block)
-                    add(len(block))
+                # Errors count rows from the part's first, as a user
+                # opening that part would.
+                block = to_matrix(pa, batch.column(0), self.d, self.column, part, row - start)
+                out.write(row, block)
+                row += len(block)
+                add(len(block))
 
-            fill(jobs, run, threads=readers, total=n, progress=progress)
-        return n, d, str(dtype)
+        fill(jobs, run, threads=readers, total=self.n, progress=progress)
 
     def _decode_pages(
         self,
         pa: Any,
         pq: Any,
-        out: ColumnFile,
+        out: RowSink,
         job: tuple[str, int, int, int],
         stop: threading.Event,
         add: Callable[[int], None],

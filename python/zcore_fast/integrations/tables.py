@@ -139,7 +139,7 @@ def _parquet(
     }
     mode = check_mode(cache)
     if mode == "never" or (mode == "auto" and pool.n * pool.d * 4 <= AUTO_BYTES):
-        yield Resolved(pool.read_matrix(), ids, info)
+        yield Resolved(pool.read_matrix(threads), ids, info)
         return
     with cached_copy(
         pool.stats(),
