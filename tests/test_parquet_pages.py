@@ -287,6 +287,7 @@ def test_a_refusal_part_way_rewrites_the_row_group_with_pyarrow(
     assert calls[0] >= 7
     np.testing.assert_array_equal(np.load(tmp_path / "c.npy"), x)
     assert max(done for done, _ in seen) <= 900 and seen[-1] == (900, 900)
+    np.testing.assert_array_equal(pool.read_matrix(threads), x)
 
 
 def test_page_headers_cut_short_or_malformed(tmp_path: Path) -> None:
@@ -340,6 +341,8 @@ def test_refused_row_groups_fall_back_to_pyarrow_with_the_same_copy(tmp_path: Pa
     np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
     np.testing.assert_array_equal(a, x)
     assert seen[-1] == (900, 900)
+    # The in-memory read takes the same paths.
+    np.testing.assert_array_equal(pool.read_matrix(2).view(np.uint16), x.view(np.uint16))
 
 
 def test_row_groups_the_decoder_takes_do_not_count_against_pyarrows_budget(
