@@ -104,11 +104,6 @@ pub fn write_columns(
     // away from it (temp name + rename).
     let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| io("memory-map", e))?;
     let data = &mut map[head.len()..];
-    let owners: Vec<(usize, usize)> = sources
-        .iter()
-        .enumerate()
-        .flat_map(|(i, s)| (0..s.cols).map(move |c| (i, c)))
-        .collect();
     let out = SharedOut(data.as_mut_ptr());
     let chunks = rows.div_ceil(ROW_CHUNK);
     let chunk_bytes = ROW_CHUNK * cols * dtype.size();
@@ -120,22 +115,13 @@ pub fn write_columns(
         wave.into_par_iter().for_each(|chunk| {
             let from = chunk * ROW_CHUNK;
             let to = (from + ROW_CHUNK).min(rows);
-            for (dim, &(src, col)) in owners.iter().enumerate() {
-                let s = &sources[src];
-                for row in from..to {
-                    let at = dim * rows + row;
-                    // SAFETY: each task writes rows `from..to` of every
-                    // column, disjoint from every other task, within `data`.
-                    unsafe {
-                        if dtype == Dtype::F16 {
-                            let bits = s.bits16(row, col).to_le_bytes();
-                            std::ptr::copy_nonoverlapping(bits.as_ptr(), out.ptr().add(2 * at), 2);
-                        } else {
-                            let v = s.get(row, col).to_le_bytes();
-                            std::ptr::copy_nonoverlapping(v.as_ptr(), out.ptr().add(4 * at), 4);
-                        }
-                    }
-                }
+            let mut dim0 = 0;
+            for s in sources {
+                // SAFETY: each task writes rows `from..to` of columns
+                // `dim0..dim0 + s.cols`, disjoint from every other task,
+                // within `data` (rows * cols elements of `dtype`).
+                unsafe { copy_rows(s, dim0, dtype, rows, from..to, out.ptr()) };
+                dim0 += s.cols;
             }
         });
         report((done_chunks * ROW_CHUNK).min(rows) as u64, rows as u64)?;
@@ -144,12 +130,152 @@ pub fn write_columns(
     Ok(Written { rows, cols, dtype })
 }
 
+/// Rows `rows_in` of `s` into columns `dim0..dim0 + s.cols` of the
+/// dimension-major output at `out` (`rows` per column, elements of
+/// `dtype`).
+///
+/// # Safety
+/// `out` must hold `(dim0 + s.cols) * rows` elements of `dtype`, and no
+/// other thread may write rows `rows_in` of those columns meanwhile.
+unsafe fn copy_rows(
+    s: &Source<'_>,
+    dim0: usize,
+    dtype: Dtype,
+    rows: usize,
+    rows_in: std::ops::Range<usize>,
+    out: *mut u8,
+) {
+    let same_type = s.dtype == dtype;
+    if !s.fortran_order && same_type && dtype == Dtype::F16 {
+        return copy_tiles::<2>(s, dim0, rows, rows_in, out);
+    }
+    if !s.fortran_order && same_type && dtype == Dtype::F32 {
+        return copy_tiles::<4>(s, dim0, rows, rows_in, out);
+    }
+    // Column-major sources read along columns already; other types are
+    // converted one value at a time.
+    for col in 0..s.cols {
+        let column = out.add((dim0 + col) * rows * dtype.size());
+        for row in rows_in.clone() {
+            if dtype == Dtype::F16 {
+                let bits = s.bits16(row, col).to_le_bytes();
+                std::ptr::copy_nonoverlapping(bits.as_ptr(), column.add(2 * row), 2);
+            } else {
+                let v = s.get(row, col).to_le_bytes();
+                std::ptr::copy_nonoverlapping(v.as_ptr(), column.add(4 * row), 4);
+            }
+        }
+    }
+}
+
+/// `copy_rows` for a row-major source of the output's type, `E` bytes an
+/// element, moved as bytes tile by tile: a tile's TILE rows stay in L1
+/// while each of its columns is written. Reading every column down all of
+/// a task's rows instead (10 MB at D = 1,280 float16) re-read each source
+/// line from L3 once per value it holds: 68 % of a build's time.
+///
+/// # Safety
+/// As `copy_rows`.
+unsafe fn copy_tiles<const E: usize>(
+    s: &Source<'_>,
+    dim0: usize,
+    rows: usize,
+    rows_in: std::ops::Range<usize>,
+    out: *mut u8,
+) {
+    const TILE: usize = 32;
+    let cols = s.cols;
+    // The task's rows, bounds-checked once (`Source::check` passed).
+    let block = &s.bytes[E * rows_in.start * cols..E * rows_in.end * cols];
+    for r0 in (0..rows_in.len()).step_by(TILE) {
+        let r1 = (r0 + TILE).min(rows_in.len());
+        let band = &block[E * r0 * cols..E * r1 * cols];
+        for c0 in (0..cols).step_by(TILE) {
+            for c in c0..(c0 + TILE).min(cols) {
+                let dst = out.add(E * ((dim0 + c) * rows + rows_in.start + r0));
+                for (i, row) in band.chunks_exact(E * cols).enumerate() {
+                    std::ptr::copy_nonoverlapping(row[E * c..].as_ptr(), dst.add(E * i), E);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::npy::NpyFile;
     use crate::pool::Pool;
     use half::f16;
+
+    /// Random shapes, orders and types (the tiled copy for row-major
+    /// sources of the output's type, the value loop for the rest) against
+    /// the definition: the file's (row, dim) element is the source's.
+    #[test]
+    fn every_element_lands_where_the_definition_says() {
+        let dir = std::env::temp_dir().join(format!("zcore-cache-tiles-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut rng = crate::rng::TestRng(5);
+        for case in 0..40 {
+            let rows = 1 + (rng.next() as usize) % (2 * ROW_CHUNK + 77);
+            let all_f16 = case % 3 != 2;
+            let parts = 1 + (rng.next() as usize) % 3;
+            let mut owned = Vec::new();
+            for _ in 0..parts {
+                let cols = 1 + (rng.next() as usize) % 70;
+                let dtype = match (all_f16, rng.next() % 3) {
+                    (true, _) => Dtype::F16,
+                    (false, 0) => Dtype::F64,
+                    (false, 1) => Dtype::F16,
+                    _ => Dtype::F32,
+                };
+                let bytes: Vec<u8> = match dtype {
+                    Dtype::F16 => (0..rows * cols)
+                        .flat_map(|_| f16::from_f32(rng.unit() - 0.5).to_le_bytes())
+                        .collect(),
+                    Dtype::F32 => (0..rows * cols)
+                        .flat_map(|_| (rng.unit() - 0.5).to_le_bytes())
+                        .collect(),
+                    Dtype::F64 => (0..rows * cols)
+                        .flat_map(|_| (f64::from(rng.unit()) - 0.5).to_le_bytes())
+                        .collect(),
+                };
+                owned.push((bytes, dtype, cols, rng.next().is_multiple_of(2)));
+            }
+            let sources: Vec<Source<'_>> = owned
+                .iter()
+                .map(|(bytes, dtype, cols, fortran)| Source {
+                    bytes,
+                    dtype: *dtype,
+                    rows,
+                    cols: *cols,
+                    fortran_order: *fortran,
+                    name: "t",
+                })
+                .collect();
+            let path = dir.join(format!("c{case}.npy"));
+            let w = write_columns(&sources, &path, &mut |_, _| Ok(())).unwrap();
+            let file = NpyFile::open(&path).unwrap();
+            let data = file.data();
+            let size = w.dtype.size();
+            let mut dim = 0;
+            for s in &sources {
+                for col in 0..s.cols {
+                    for row in 0..rows {
+                        let at = size * (dim * rows + row);
+                        let got = &data[at..at + size];
+                        if w.dtype == Dtype::F16 {
+                            assert_eq!(got, s.bits16(row, col).to_le_bytes(), "case {case}");
+                        } else {
+                            assert_eq!(got, s.get(row, col).to_le_bytes(), "case {case}");
+                        }
+                    }
+                    dim += 1;
+                }
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn written_file_is_a_fortran_npy_of_the_concatenation() {
