@@ -135,8 +135,9 @@ pub fn write_columns(
 /// `dtype`).
 ///
 /// # Safety
-/// `out` must hold `(dim0 + s.cols) * rows` elements of `dtype`, and no
-/// other thread may write rows `rows_in` of those columns meanwhile.
+/// `out` must hold `(dim0 + s.cols) * rows` elements of `dtype`,
+/// `rows_in.end <= rows` (the writes are not bounds-checked), and no other
+/// thread may write rows `rows_in` of those columns meanwhile.
 unsafe fn copy_rows(
     s: &Source<'_>,
     dim0: usize,
@@ -145,6 +146,7 @@ unsafe fn copy_rows(
     rows_in: std::ops::Range<usize>,
     out: *mut u8,
 ) {
+    debug_assert!(rows_in.end <= rows && rows_in.end <= s.rows);
     let same_type = s.dtype == dtype;
     if !s.fortran_order && same_type && dtype == Dtype::F16 {
         return copy_tiles::<2>(s, dim0, rows, rows_in, out);
@@ -175,7 +177,7 @@ unsafe fn copy_rows(
 /// line from L3 once per value it holds: 68 % of a build's time.
 ///
 /// # Safety
-/// As `copy_rows`.
+/// As `copy_rows`, with `E` the size of the output's (and `s`'s) type.
 unsafe fn copy_tiles<const E: usize>(
     s: &Source<'_>,
     dim0: usize,
@@ -184,6 +186,7 @@ unsafe fn copy_tiles<const E: usize>(
     out: *mut u8,
 ) {
     const TILE: usize = 32;
+    debug_assert_eq!(E, s.dtype.size());
     let cols = s.cols;
     // The task's rows, bounds-checked once (`Source::check` passed).
     let block = &s.bytes[E * rows_in.start * cols..E * rows_in.end * cols];

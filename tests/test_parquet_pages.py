@@ -354,12 +354,21 @@ def test_row_groups_the_decoder_takes_do_not_count_against_pyarrows_budget(
     column = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 32)
     for codec in ("SNAPPY", "BROTLI"):
         pq.write_table(pa.table({"e": column}), tmp_path / f"{codec}.parquet", compression=codec)
+    # An encoding the decoder does not take, seen in the chunk's metadata.
+    column32 = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1).astype(np.float32)), 32)
+    split = tmp_path / "SPLIT.parquet"
+    pq.write_table(
+        pa.table({"e": column32}), split, use_dictionary=False, use_byte_stream_split=True
+    )
+    with pytest.raises(UnsupportedPageError, match="BYTE_STREAM_SPLIT"):
+        chunk_of(pa, pq.ParquetFile(split).metadata, 0, "e")
     monkeypatch.setattr(zparquet, "MEMORY_BUDGET", 150_000)  # a row group is 128,000 bytes
     monkeypatch.setattr(zparquet, "BATCH_ROWS", 64)  # a block 4,096 bytes
     readers = {
-        codec: zparquet._readers(
-            pa, pq, ParquetPool.open(tmp_path / f"{codec}.parquet", None, None), 4
+        name: zparquet._readers(
+            pa, pq, ParquetPool.open(tmp_path / f"{name}.parquet", None, None), 4
         )
-        for codec in ("SNAPPY", "BROTLI")
+        for name in ("SNAPPY", "BROTLI", "SPLIT")
     }
-    assert readers == {"SNAPPY": 4, "BROTLI": 1}
+    assert readers == {"SNAPPY": 4, "BROTLI": 1, "SPLIT": 1}
+    np.testing.assert_array_equal(ParquetPool.open(split, None, None).read_matrix(2), x)

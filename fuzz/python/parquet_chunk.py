@@ -53,7 +53,11 @@ def check(data: bytes) -> None:
         os.write(fd, body)
         got: dict[int, np.ndarray] = {}
         try:
-            emit = lambda first, b: got.setdefault(first, b.copy())  # noqa: E731
+
+            def emit(first: int, block: np.ndarray) -> None:
+                assert first not in got, f"rows from {first} emitted twice"
+                got[first] = block.copy()
+
             decode_chunk(fd, chunk, d, 5, emit, overlap=bool(flags & 16))
         except UnsupportedPageError:
             return

@@ -239,10 +239,12 @@ class ParquetPool:
             part, group, row, start = job
             with lock:
                 started[0] += 1
-                # Fewer row groups left than readers (one row group, or the
-                # last few): a row group's stages overlap, so the idle
-                # cores help.
-                overlap = len(jobs) - started[0] + 1 < readers
+                # Row groups left (this one too) at most half the readers
+                # (one row group on two, or the last few): a row group's
+                # stages overlap, so the idle cores help. Its two busy
+                # threads (pages, writes) stay within `threads`; the third
+                # mostly waits.
+                overlap = 2 * (len(jobs) - started[0] + 1) <= readers
             if self._decode_pages(pa, pq, out, job, stop, add, overlap):
                 return
             # A buffered stream reads the column chunk piece by piece
@@ -319,9 +321,11 @@ def _readers(pa: Any, pq: Any, pool: ParquetPool, threads: int) -> int:
     """Threads decoding row groups at once: `threads`, fewer when that many
     of the largest row group pyarrow would decode would not fit
     MEMORY_BUDGET, at least one. A row group the page decoder takes holds
-    only a block of BATCH_ROWS rows in memory, whatever its size (one it
-    refuses part-way, for a null or a row of another length, is handed to
-    pyarrow only to find the row for the error)."""
+    only two blocks of BATCH_ROWS rows in memory, whatever its size: one
+    whose chunk it accepts (type, codec, encodings) and whose value count
+    is rows x D. It may still refuse one part-way (a damaged page, rows of
+    another length with the same count), and pyarrow then holds that row
+    group, mostly only to name the row of the error."""
     largest = 0
     for part in pool.parts:
         meta = pq.ParquetFile(part).metadata
@@ -333,8 +337,9 @@ def _readers(pa: Any, pq: Any, pool: ParquetPool, threads: int) -> int:
             if PAGE_DECODER:
                 try:
                     chunk = chunk_of(pa, meta, g, pool.column)
-                    # Two blocks when decode_chunk overlaps its stages.
-                    size = min(size, 2 * BATCH_ROWS * pool.d * chunk.bits.itemsize)
+                    if chunk.values == group.num_rows * pool.d:
+                        # Two blocks when decode_chunk overlaps its stages.
+                        size = min(size, 2 * BATCH_ROWS * pool.d * chunk.bits.itemsize)
                 except UnsupportedPageError:
                     pass
             largest = max(largest, size)

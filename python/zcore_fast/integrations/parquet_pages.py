@@ -97,6 +97,11 @@ def chunk_of(pa: Any, meta: Any, group: int, column: str) -> Chunk:
         raise UnsupportedPageError(f"values of type {leaf.physical_type}")
     if leaf.max_repetition_level != 1 or leaf.max_definition_level < 1:
         raise UnsupportedPageError("not one level of lists")
+    # Encodings the decoder does not take (BYTE_STREAM_SPLIT, DELTA_*,
+    # BIT_PACKED levels) are refused here, before the caller counts on it.
+    others = set(chunk.encodings) - {"PLAIN", "PLAIN_DICTIONARY", "RLE", "RLE_DICTIONARY"}
+    if others:
+        raise UnsupportedPageError(f"encodings {', '.join(sorted(others))}")
     if chunk.compression == "UNCOMPRESSED":
         codec = None
     elif chunk.compression == "GZIP":
@@ -136,7 +141,8 @@ def decode_chunk(
     the block's first row in the chunk, and the block is reused once `emit`
     returns. Raises UnsupportedPageError on anything this decoder does not
     take (the caller then reads the chunk with pyarrow, so rows already
-    emitted are written again). Returns early once `stop()` is true.
+    emitted are written again). Returns early once `stop()` is true
+    (checked between blocks).
 
     With `overlap`, pages are read, decompressed and decoded on a thread of
     their own, PAGES_AHEAD ahead, and blocks are emitted on another, while
