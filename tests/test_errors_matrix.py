@@ -100,6 +100,7 @@ CASES: dict[str, Case] = {
     "select-threads-0": _sel("good.npy --budget 5 --threads 0"),
     "select-method-unknown": _sel("good.npy --budget 5 --method kcenter"),
     "select-option-of-other-method": _method("moderate --beta 0.3"),
+    "select-ray-with-other-method": _method("moderate --backend ray --workers 2"),
     "select-clusters-0": _method("moderate --clusters 0"),
     "select-clusters-above-n": _method("moderate --clusters 41"),
     "select-mis-ratio-out-of-range": _method("ccs --mis-ratio 1.5"),
