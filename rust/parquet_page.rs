@@ -499,67 +499,31 @@ mod tests {
         let def = encode(&[3; 8], 2, 1);
         let dict = [7u16, 8];
         let idx = [vec![1u8], encode(&[1, 0, 1, 0, 1, 0, 1, 0], 1, 100)].concat();
-        let mut out = [0u16; 8];
-        let ok = decode_page(
-            &rep,
-            &def,
-            Values::Dictionary(&idx),
-            &dict,
-            shape,
-            0,
-            &mut out,
-        );
-        assert_eq!(ok, Ok(0));
-        assert_eq!(out, [8, 7, 8, 7, 8, 7, 8, 7]);
+        // The page's levels and values, the rest as above; the values out.
+        let page = |rep: &[u8], values: Values<'_>| {
+            let mut out = [0u16; 8];
+            decode_page(rep, &def, values, &dict, shape, 0, &mut out).map(|col| (col, out))
+        };
+        let ok = page(&rep, Values::Dictionary(&idx));
+        assert_eq!(ok, Ok((0, [8, 7, 8, 7, 8, 7, 8, 7])));
         for cut in 0..idx.len() {
-            let r = decode_page(
-                &rep,
-                &def,
-                Values::Dictionary(&idx[..cut]),
-                &dict,
-                shape,
-                0,
-                &mut out,
-            );
+            let r = page(&rep, Values::Dictionary(&idx[..cut]));
             assert!(r.is_err(), "indices cut at {cut}");
         }
         for cut in 0..rep.len() {
-            let r = decode_page(
-                &rep[..cut],
-                &def,
-                Values::Dictionary(&idx),
-                &dict,
-                shape,
-                0,
-                &mut out,
-            );
+            let r = page(&rep[..cut], Values::Dictionary(&idx));
             assert!(r.is_err(), "levels cut at {cut}");
         }
         let plain = [1u8; 15];
-        let r = decode_page(&rep, &def, Values::Plain(&plain), &dict, shape, 0, &mut out);
-        assert!(r.is_err(), "plain values cut off");
+        assert!(
+            page(&rep, Values::Plain(&plain)).is_err(),
+            "plain values cut off"
+        );
         // A huge run count and a 64-bit varint overflow are errors, not panics.
         let huge = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
-        let r = decode_page(
-            &huge,
-            &def,
-            Values::Dictionary(&idx),
-            &dict,
-            shape,
-            0,
-            &mut out,
-        );
-        assert!(r.is_err());
+        assert!(page(&huge, Values::Dictionary(&idx)).is_err());
         let wide = [vec![40u8], idx[1..].to_vec()].concat();
-        let r = decode_page(
-            &rep,
-            &def,
-            Values::Dictionary(&wide),
-            &dict,
-            shape,
-            0,
-            &mut out,
-        );
+        let r = page(&rep, Values::Dictionary(&wide));
         assert!(r.is_err(), "a 40-bit width");
     }
 }

@@ -32,7 +32,12 @@ from zcore_fast.integrations.arrow import (
     pick_column,
     to_matrix,
 )
-from zcore_fast.integrations.parquet_pages import UnsupportedPageError, chunk_of, decode_chunk
+from zcore_fast.integrations.parquet_pages import (
+    Chunk,
+    UnsupportedPageError,
+    chunk_of,
+    decode_chunk,
+)
 from zcore_fast.threads import available_threads
 
 #: Rows per batch taken from a decoded row group, checked and transposed
@@ -288,22 +293,15 @@ class ParquetPool:
         if not PAGE_DECODER:
             return False
         part, group, row, _ = job
-        meta = pq.ParquetFile(part).metadata
-        try:
-            chunk = chunk_of(pa, meta, group, self.column)
-        except UnsupportedPageError:
+        chunk = _page_chunk(pa, pq.ParquetFile(part).metadata, group, self)
+        if chunk is None:
             return False
-        if chunk.values != meta.row_group(group).num_rows * self.d:
-            return False  # nulls, or rows of another length: pyarrow names the row
         value_type = np.float16 if chunk.bits.itemsize == 2 else np.float32
-        written = [0]
-        lock = threading.Lock()
+        written = [0]  # by one thread at a time: decode_chunk's writer, or this one
 
         def emit(first: int, bits: np.ndarray) -> None:
-            # Maybe on decode_chunk's writer thread: out.write is positional.
             out.write(row + first, bits.view(value_type))
-            with lock:
-                written[0] += len(bits)
+            written[0] += len(bits)
             add(len(bits))
 
         fd = os.open(part, os.O_RDONLY)
@@ -334,16 +332,24 @@ def _readers(pa: Any, pq: Any, pool: ParquetPool, threads: int) -> int:
         for g in range(meta.num_row_groups):
             group = meta.row_group(g)
             size = sum(group.column(i).total_uncompressed_size for i in columns)
-            if PAGE_DECODER:
-                try:
-                    chunk = chunk_of(pa, meta, g, pool.column)
-                    if chunk.values == group.num_rows * pool.d:
-                        # Two blocks when decode_chunk overlaps its stages.
-                        size = min(size, 2 * BATCH_ROWS * pool.d * chunk.bits.itemsize)
-                except UnsupportedPageError:
-                    pass
+            chunk = _page_chunk(pa, meta, g, pool) if PAGE_DECODER else None
+            if chunk is not None:
+                # Two blocks when decode_chunk overlaps its stages.
+                size = min(size, 2 * BATCH_ROWS * pool.d * chunk.bits.itemsize)
             largest = max(largest, size)
     return max(1, min(threads, MEMORY_BUDGET // max(1, largest)))
+
+
+def _page_chunk(pa: Any, meta: Any, group: int, pool: ParquetPool) -> Chunk | None:
+    """The embedding column's chunk in row group `group` when the page
+    decoder takes it: a chunk it accepts whose value count is rows x D
+    (else nulls or rows of another length, for pyarrow to name); else
+    None."""
+    try:
+        chunk = chunk_of(pa, meta, group, pool.column)
+    except UnsupportedPageError:
+        return None
+    return chunk if chunk.values == meta.row_group(group).num_rows * pool.d else None
 
 
 def _row_groups(pq: Any, part: str, first: int) -> list[tuple[int, int]]:
