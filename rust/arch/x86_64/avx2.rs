@@ -495,6 +495,7 @@ pub(in crate::arch) unsafe fn collect_coarse(
 ) {
     let n = coarse[0].len();
     let (a, b) = (coarse[0].as_ptr(), coarse[1].as_ptr());
+    let (ea, eb) = (exact[0].as_ptr(), exact[1].as_ptr());
     let (qa, qb) = (_mm256_set1_epi16(q[0]), _mm256_set1_epi16(q[1]));
     let lim = _mm256_set1_epi16(limit as i16);
     let mut rows0 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -520,6 +521,13 @@ pub(in crate::arch) unsafe fn collect_coarse(
             _mm256_extracti128_si256::<1>(le),
         );
         let mask = _mm_movemask_epi8(bytes) as u32;
+        // Start the exact rows' lines on their way while the stream goes
+        // on (without a branch: a block with no hit prefetches row 0's
+        // line again, which is already cached). `at` < n: inside the
+        // column, as `add` requires.
+        let at = if mask != 0 { base } else { 0 };
+        _mm_prefetch::<_MM_HINT_T0>(ea.add(at).cast());
+        _mm_prefetch::<_MM_HINT_T0>(eb.add(at).cast());
         push_hits2(dst, &mut count, mask, rows0, rows1);
         rows0 = _mm256_add_epi32(rows0, step);
         rows1 = _mm256_add_epi32(rows1, step);
