@@ -523,11 +523,11 @@ pub(in crate::arch) unsafe fn collect_coarse(
         let mask = _mm_movemask_epi8(bytes) as u32;
         // Start the exact rows' lines on their way while the stream goes
         // on (without a branch: a block with no hit prefetches row 0's
-        // line again, which is already cached). `at` < n: inside the
-        // column, as `add` requires.
+        // line again, which is already cached). A prefetch never faults:
+        // `wrapping_add` needs no bound.
         let at = if mask != 0 { base } else { 0 };
-        _mm_prefetch::<_MM_HINT_T0>(ea.add(at).cast());
-        _mm_prefetch::<_MM_HINT_T0>(eb.add(at).cast());
+        _mm_prefetch::<_MM_HINT_T0>(ea.wrapping_add(at).cast());
+        _mm_prefetch::<_MM_HINT_T0>(eb.wrapping_add(at).cast());
         push_hits2(dst, &mut count, mask, rows0, rows1);
         rows0 = _mm256_add_epi32(rows0, step);
         rows1 = _mm256_add_epi32(rows1, step);

@@ -47,8 +47,9 @@ unsafe fn prefetch_hits(exact: [*const f32; 2], hit: __mmask32, base: usize) {
     let lo = if hit & 0xFFFF != 0 { base } else { 0 };
     let hi = if hit >> 16 != 0 { base + 16 } else { 0 };
     for col in exact {
-        _mm_prefetch::<_MM_HINT_T0>(col.add(lo).cast());
-        _mm_prefetch::<_MM_HINT_T0>(col.add(hi).cast());
+        // A prefetch never faults: `wrapping_add` needs no bound.
+        _mm_prefetch::<_MM_HINT_T0>(col.wrapping_add(lo).cast());
+        _mm_prefetch::<_MM_HINT_T0>(col.wrapping_add(hi).cast());
     }
 }
 
@@ -119,7 +120,6 @@ pub(in crate::arch) unsafe fn collect(
                 _mm512_maskz_loadu_epi16(live, b.add(base)),
                 live,
             );
-            // Only rows below `end` can hit, so both halves lie inside.
             prefetch_hits(ex, hit, base);
             push_hits(dst, &mut count, hit, off);
             off = _mm512_add_epi16(off, step);
