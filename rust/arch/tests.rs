@@ -160,30 +160,43 @@ fn coarse_collection_equals_a_scalar_filter() {
             .collect();
         let (xa, xb) = (values(&mut rng, n, false), values(&mut rng, n, false));
         let q = [(rng.next() % 32_767) as i16 - 16_383, 0];
-        let limit = (rng.next() % 65_535) as u16;
-        let want: Vec<u32> = (0..n as u32)
-            .filter(|&r| {
-                let d = |c: &[i16], q: i16| (i32::from(c[r as usize]) - i32::from(q)).abs();
-                d(&ca, q[0]) + d(&cb, q[1]) <= i32::from(limit)
-            })
-            .collect();
-        for isa in Isa::supported() {
-            let mut cand = Candidates::default();
-            isa.collect_coarse([&ca, &cb], q, limit, [&xa, &xb], &mut cand);
-            assert_eq!(cand.rows, want, "{} n {n}", isa.name());
-            let coords: Vec<(f32, f32)> = want
-                .iter()
-                .map(|&r| (xa[r as usize], xb[r as usize]))
+        // Any limit, and small ones (a few hits per 32 rows or none).
+        for limit in [(rng.next() % 65_535) as u16, (rng.next() % 4_000) as u16] {
+            let want: Vec<u32> = (0..n as u32)
+                .filter(|&r| {
+                    let d = |c: &[i16], q: i16| (i32::from(c[r as usize]) - i32::from(q)).abs();
+                    d(&ca, q[0]) + d(&cb, q[1]) <= i32::from(limit)
+                })
                 .collect();
-            let got: Vec<(f32, f32)> = cand
-                .xa
-                .iter()
-                .copied()
-                .zip(cand.xb.iter().copied())
-                .collect();
-            assert_eq!(got, coords);
+            // A fresh buffer, and one whose last call kept every row: the
+            // AVX2 pass picks its sparse or dense loop from that count.
+            for last in [0, n] {
+                for isa in Isa::supported() {
+                    let mut cand = Candidates::default();
+                    cand.rows.extend(0..last as u32);
+                    isa.collect_coarse([&ca, &cb], q, limit, [&xa, &xb], &mut cand);
+                    check_coarse(&cand, &want, [&xa, &xb], isa, n);
+                }
+            }
         }
     }
+}
+
+/// `cand` holds exactly the rows `want`, with their coordinates.
+fn check_coarse(cand: &Candidates, want: &[u32], exact: [&[f32]; 2], isa: Isa, n: usize) {
+    let [xa, xb] = exact;
+    assert_eq!(cand.rows, want, "{} n {n}", isa.name());
+    let coords: Vec<(f32, f32)> = want
+        .iter()
+        .map(|&r| (xa[r as usize], xb[r as usize]))
+        .collect();
+    let got: Vec<(f32, f32)> = cand
+        .xa
+        .iter()
+        .copied()
+        .zip(cand.xb.iter().copied())
+        .collect();
+    assert_eq!(got, coords);
 }
 
 #[test]
