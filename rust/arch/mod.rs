@@ -170,9 +170,9 @@ impl Isa {
     }
 
     /// Whether the 16-bit coarse row filter runs vectorised at this level
-    /// (every level but the portable one: 32 rows a step where AVX-512 has
-    /// VBMI2's 16-bit compress, else AVX2's 16): only then is the coarse
-    /// copy worth building.
+    /// (every level but the portable one: AVX-512 with VBMI2's 16-bit
+    /// compress, else the AVX2 kernel): only then is the coarse copy worth
+    /// building.
     pub fn has_coarse16(self) -> bool {
         self.level != Level::Portable
     }
@@ -359,7 +359,8 @@ impl Isa {
     /// coarse columns, values and `q` within +-16,383 so that the sum fits
     /// u16; every level wraps alike beyond that) is at most `limit`, with their exact coordinates from
     /// `exact`, into `cand`. Vectorised where `has_coarse16` (32 rows a step
-    /// with AVX-512 VBMI2, 16 with AVX2); elsewhere a scalar loop (the
+    /// with AVX-512 VBMI2; with AVX2, 32 where hits are sparse and 16 where
+    /// they are dense); elsewhere a scalar loop (the
     /// coarse copy is only built where it pays, but the filter is tested on
     /// every level).
     pub fn collect_coarse(
