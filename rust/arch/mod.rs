@@ -222,7 +222,7 @@ impl Candidates {
 }
 
 /// A bucket's rows for the band search, their values in the band
-/// dimension, and the query: |vb - qb| + |x_o[row] - qo| per row.
+/// dimension, and the query: `|vb - qb| + |x_o[row] - qo|` per row.
 #[derive(Clone, Copy)]
 pub struct Block<'a> {
     /// Rows of the bucket.
