@@ -15,7 +15,7 @@
 
 use super::super::portable;
 use super::super::{Block, Candidates, PenaltyBuffers};
-use super::{biased_base, ROW_BIAS};
+use super::{biased_base, prefetch_block, prefetch_blocks32, ROW_BIAS};
 use crate::column::Col;
 use crate::neighbour::Neighbour;
 use std::arch::x86_64::*;
@@ -502,7 +502,7 @@ pub(in crate::arch) unsafe fn collect_coarse(
 ) {
     let n = coarse[0].len();
     let (a, b) = (coarse[0].as_ptr(), coarse[1].as_ptr());
-    let (ea, eb) = (exact[0].as_ptr(), exact[1].as_ptr());
+    let ex = [exact[0].as_ptr(), exact[1].as_ptr()];
     let (qa, qb) = (_mm256_set1_epi16(q[0]), _mm256_set1_epi16(q[1]));
     let lim = _mm256_set1_epi16(limit as i16);
     // The rows the last call kept (the same searcher, usually the same
@@ -532,16 +532,7 @@ pub(in crate::arch) unsafe fn collect_coarse(
             within(base + 16),
         ));
         let mask = _mm256_movemask_epi8(bytes) as u32;
-        // Start the exact rows' lines on their way while the stream goes
-        // on (without a branch: a 16-row half with no hit prefetches row
-        // 0's line again, which is already cached). A prefetch never
-        // faults: `wrapping_add` needs no bound.
-        let lo = if mask & 0xFFFF != 0 { base } else { 0 };
-        let hi = if mask >> 16 != 0 { base + 16 } else { 0 };
-        _mm_prefetch::<_MM_HINT_T0>(ea.wrapping_add(lo).cast());
-        _mm_prefetch::<_MM_HINT_T0>(eb.wrapping_add(lo).cast());
-        _mm_prefetch::<_MM_HINT_T0>(ea.wrapping_add(hi).cast());
-        _mm_prefetch::<_MM_HINT_T0>(eb.wrapping_add(hi).cast());
+        prefetch_blocks32(ex, mask, base);
         // Hits are about one row in 30: two stores without a branch take
         // the first two set bits (stores past the count are overwritten
         // later; `dst` has 32 of slack), and a loop the rare rest.
@@ -576,10 +567,7 @@ pub(in crate::arch) unsafe fn collect_coarse(
             _mm256_extracti128_si256::<1>(le),
         );
         let mask = _mm_movemask_epi8(bytes) as u32;
-        // The prefetch of the sparse pass, for one 16-row block.
-        let at = if mask != 0 { base } else { 0 };
-        _mm_prefetch::<_MM_HINT_T0>(ea.wrapping_add(at).cast());
-        _mm_prefetch::<_MM_HINT_T0>(eb.wrapping_add(at).cast());
+        prefetch_block(ex, mask, base);
         push_hits2(dst, &mut count, mask, rows0, rows1);
         rows0 = _mm256_add_epi32(rows0, step);
         rows1 = _mm256_add_epi32(rows1, step);

@@ -8,6 +8,7 @@
 
 use super::super::Candidates;
 use super::avx512::gather_coordinates;
+use super::prefetch_blocks32;
 use std::arch::x86_64::*;
 
 /// Rows per segment: offsets within one fit the 16-bit lanes.
@@ -35,22 +36,6 @@ unsafe fn push_hits(dst: *mut u16, count: &mut usize, hit: __mmask32, off: __m51
         _mm512_maskz_compress_epi16(hit, off),
     );
     *count += hit.count_ones() as usize;
-}
-
-/// Starts the f32 lines of the 32 rows from `base` that `hit` selects on
-/// their way to the cache, while the pass goes on: the gathers after it
-/// then find them there. Without a branch: a 16-row half with no hit
-/// prefetches row 0's line again, which is already cached.
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn prefetch_hits(exact: [*const f32; 2], hit: __mmask32, base: usize) {
-    let lo = if hit & 0xFFFF != 0 { base } else { 0 };
-    let hi = if hit >> 16 != 0 { base + 16 } else { 0 };
-    for col in exact {
-        // A prefetch never faults: `wrapping_add` needs no bound.
-        _mm_prefetch::<_MM_HINT_T0>(col.wrapping_add(lo).cast());
-        _mm_prefetch::<_MM_HINT_T0>(col.wrapping_add(hi).cast());
-    }
 }
 
 /// Rows whose integer distance to `q` is <= `limit`, then their exact
@@ -105,8 +90,8 @@ pub(in crate::arch) unsafe fn collect(
                 _mm512_loadu_si512(b.add(base + 32).cast()),
                 u32::MAX,
             );
-            prefetch_hits(ex, h0, base);
-            prefetch_hits(ex, h1, base + 32);
+            prefetch_blocks32(ex, h0, base);
+            prefetch_blocks32(ex, h1, base + 32);
             let off1 = _mm512_add_epi16(off, step);
             push_hits(dst, &mut count, h0, off);
             push_hits(dst, &mut count, h1, off1);
@@ -120,7 +105,7 @@ pub(in crate::arch) unsafe fn collect(
                 _mm512_maskz_loadu_epi16(live, b.add(base)),
                 live,
             );
-            prefetch_hits(ex, hit, base);
+            prefetch_blocks32(ex, hit, base);
             push_hits(dst, &mut count, hit, off);
             off = _mm512_add_epi16(off, step);
             base += 32;
