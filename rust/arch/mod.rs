@@ -168,14 +168,6 @@ impl Isa {
     pub fn name(self) -> &'static str {
         self.level.name()
     }
-
-    /// Whether the 16-bit coarse row filter runs vectorised at this level
-    /// (every level but the portable one: AVX-512 with VBMI2's 16-bit
-    /// compress, else the AVX2 kernel): only then is the coarse copy worth
-    /// building.
-    pub fn has_coarse16(self) -> bool {
-        self.level != Level::Portable
-    }
 }
 
 impl Default for Isa {
@@ -358,11 +350,9 @@ impl Isa {
     /// Rows whose 16-bit coarse distance (|ca - qa| + |cb - qb| over the
     /// coarse columns, values and `q` within +-16,383 so that the sum fits
     /// u16; every level wraps alike beyond that) is at most `limit`, with their exact coordinates from
-    /// `exact`, into `cand`. Vectorised where `has_coarse16` (32 rows a step
-    /// with AVX-512 VBMI2; with AVX2, 32 where hits are sparse and 16 where
-    /// they are dense); elsewhere a scalar loop (the
-    /// coarse copy is only built where it pays, but the filter is tested on
-    /// every level).
+    /// `exact`, into `cand`. 32 rows a step with AVX-512 VBMI2; with AVX2,
+    /// 32 where hits are sparse and 16 where they are dense; 16 at the
+    /// portable level, which prefetches the lines of hits on x86-64.
     pub fn collect_coarse(
         self,
         coarse: [&[i16]; 2],

@@ -224,9 +224,15 @@ pub(super) fn collect_f16(_: &[u16], _: &[u16], _: [f32; 2], _: f32, _: &mut Can
     false
 }
 
-/// The 16-bit filter in plain Rust, 16 rows at a time with u16 lanes
-/// (8 to an SSE2 or NEON vector): differences of values within +-16,383
-/// fit i16, and the sum of two of their magnitudes fits u16.
+/// The 16-bit filter in plain Rust, 16 rows a step with u16 lanes (8 to
+/// an SSE2 or NEON vector): differences of values within +-16,383 fit i16,
+/// and the sum of two of their magnitudes fits u16.
+///
+/// Most steps hold no hit, so a step first asks whether any row is a hit
+/// by or-ing `(limit + 1) - dist`, saturating, over its rows: non-zero
+/// exactly where some `dist <= limit`. That is a subtraction and an or per
+/// vector at any level; the bit mask of the hits, built lane by lane on
+/// SSE2, is built only for steps with a hit.
 pub(super) fn collect_coarse(
     coarse: [&[i16]; 2],
     q: [i16; 2],
@@ -240,9 +246,26 @@ pub(super) fn collect_coarse(
             .unsigned_abs()
             .wrapping_add(y.wrapping_sub(q[1]).unsigned_abs())
     };
+    // Every row is a hit where the limit is the largest u16 (and the
+    // saturating test would need 65,536).
+    let above = limit.checked_add(1);
     let (mut ca, mut cb) = (coarse[0].chunks_exact(16), coarse[1].chunks_exact(16));
     for (at, (a, b)) in (&mut ca).zip(&mut cb).enumerate() {
         let (a, b): (&[i16; 16], &[i16; 16]) = (a.try_into().unwrap(), b.try_into().unwrap());
+        if let Some(above) = above {
+            // Two vectors of 8 lanes, or-ed lane by lane.
+            let mut any = [0u16; 8];
+            for half in 0..2 {
+                for (i, acc) in any.iter_mut().enumerate() {
+                    let at = 8 * half + i;
+                    *acc |= above.saturating_sub(dist(a[at], b[at]));
+                }
+            }
+            if any.iter().fold(0, |x, &y| x | y) == 0 {
+                continue;
+            }
+        }
+        prefetch_rows(exact, at * 16);
         let mut mask = 0u32;
         for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
             mask |= u32::from(dist(x, y) <= limit) << i;
@@ -259,6 +282,25 @@ pub(super) fn collect_coarse(
         }
     }
     gather_body(Col::F32(exact[0]), Col::F32(exact[1]), cand);
+}
+
+/// Starts the f32 line of `row` in both `exact` columns on its way to the
+/// cache, while a coarse pass goes on, so that the gathers after the pass
+/// find it there instead of waiting on each line in turn. A hint only: on
+/// x86-64 its instruction is part of the baseline (SSE); elsewhere nothing
+/// is done yet. A prefetch never faults, so the address needs no bound.
+#[inline(always)]
+pub(super) fn prefetch_rows(exact: [&[f32]; 2], row: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for col in exact {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: SSE is part of the x86-64 baseline, so every CPU this
+        // code runs on has the instruction; a prefetch reads nothing and
+        // never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(col.as_ptr().wrapping_add(row).cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (exact, row);
 }
 
 /// The coordinates of `cand.rows` from columns `a` and `b` into `cand.xa`,

@@ -160,8 +160,13 @@ fn coarse_collection_equals_a_scalar_filter() {
             .collect();
         let (xa, xb) = (values(&mut rng, n, false), values(&mut rng, n, false));
         let q = [(rng.next() % 32_767) as i16 - 16_383, 0];
-        // Any limit, and small ones (a few hits per 32 rows or none).
-        for limit in [(rng.next() % 65_535) as u16, (rng.next() % 4_000) as u16] {
+        // Any limit, small ones (a few hits per 32 rows or none), and the
+        // largest (every row; the portable pass's any-test needs limit + 1).
+        for limit in [
+            (rng.next() % 65_535) as u16,
+            (rng.next() % 4_000) as u16,
+            u16::MAX,
+        ] {
             let want: Vec<u32> = (0..n as u32)
                 .filter(|&r| {
                     let d = |c: &[i16], q: i16| (i32::from(c[r as usize]) - i32::from(q)).abs();
@@ -177,6 +182,33 @@ fn coarse_collection_equals_a_scalar_filter() {
                     isa.collect_coarse([&ca, &cb], q, limit, [&xa, &xb], &mut cand);
                     check_coarse(&cand, &want, [&xa, &xb], isa, n);
                 }
+            }
+        }
+    }
+}
+
+/// A row at exactly the limit is kept, alone in its block of rows and
+/// everything else far: the blocks' any-tests must include equality.
+#[test]
+fn coarse_collection_keeps_rows_at_exactly_the_limit() {
+    let mut rng = TestRng(15);
+    for n in LENGTHS {
+        let (xa, xb) = (values(&mut rng, n, false), values(&mut rng, n, false));
+        let q = [-40, 25];
+        for limit in [0u16, 1, 77, 16_000] {
+            let (mut ca, mut cb) = (vec![16_383i16; n], vec![-16_383i16; n]);
+            let want: Vec<u32> = (0..n as u32)
+                .filter(|_| rng.next().is_multiple_of(37))
+                .collect();
+            for &r in &want {
+                let split = (rng.next() % (u32::from(limit) + 1)) as i16;
+                ca[r as usize] = q[0] - split;
+                cb[r as usize] = q[1] + (limit as i16 - split);
+            }
+            for isa in Isa::supported() {
+                let mut cand = Candidates::default();
+                isa.collect_coarse([&ca, &cb], q, limit, [&xa, &xb], &mut cand);
+                check_coarse(&cand, &want, [&xa, &xb], isa, n);
             }
         }
     }
@@ -298,10 +330,6 @@ fn the_isa_token_checks_the_cpu() {
     assert_eq!(Isa::from_setting(Some(" ")).unwrap(), Isa::best());
     let err = Isa::from_setting(Some("sse9")).unwrap_err().to_string();
     assert!(err.contains("sse9") && err.contains("avx2"), "{err}");
-    // Only the portable level lacks the vectorised 16-bit filter.
-    assert!(supported
-        .iter()
-        .all(|i| i.has_coarse16() == (i.level() != Level::Portable)));
 }
 
 /// Inputs the vector kernels would read past (columns of different

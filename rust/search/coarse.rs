@@ -30,18 +30,10 @@ pub struct Coarse {
 }
 
 impl Coarse {
-    /// The coarse copy of `pool`, or None where it cannot help: `isa`
-    /// has no vectorised 16-bit pass (`Isa::has_coarse16`), float16 columns, every
-    /// dimension constant, or too large.
+    /// The coarse copy of `pool`, or None where it cannot help: float16
+    /// columns, every dimension constant, or too large. Every level has a
+    /// vectorised 16-bit pass (`Isa::collect_coarse`); `isa` quantises.
     pub fn build(pool: &Pool<'_>, isa: Isa) -> Option<Coarse> {
-        if !isa.has_coarse16() {
-            return None;
-        }
-        Self::build_any(pool, isa)
-    }
-
-    /// `build` at any level (tests check the filter everywhere).
-    pub(crate) fn build_any(pool: &Pool<'_>, isa: Isa) -> Option<Coarse> {
         if pool.is_f16() || pool.n * pool.d * 2 > MAX_BYTES {
             return None;
         }
@@ -159,7 +151,7 @@ mod tests {
                 })
                 .collect();
             let pool = pool_from_rows(&rows).unwrap();
-            let coarse = Coarse::build_any(&pool, isa).unwrap();
+            let coarse = Coarse::build(&pool, isa).unwrap();
             let mut cand = Candidates::default();
             for _ in 0..50 {
                 let a = (unit() * 4.0) as u32 % 4;

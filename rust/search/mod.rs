@@ -652,7 +652,7 @@ mod tests {
             let d = 2 + (rng.next() as usize % 5);
             let pool = random_pool(&mut rng, n, d, half);
             assert_eq!(pool.is_f16(), half);
-            let coarse = Coarse::build_any(&pool, searcher.isa).filter(|_| trial % 2 == 0);
+            let coarse = Coarse::build(&pool, searcher.isa).filter(|_| trial % 2 == 0);
             for _ in 0..60 {
                 let m = 1 + rng.next() as usize % d.min(3);
                 let mut dims: Vec<u32> = Vec::new();
@@ -713,7 +713,7 @@ mod tests {
                 let n = 3000 + (rng.next() as usize % 9000);
                 let half = trial % 3 == 2;
                 let pool = random_pool(&mut rng, n, 4, half);
-                let coarse = Coarse::build_any(&pool, isa).filter(|_| trial % 2 == 0);
+                let coarse = Coarse::build(&pool, isa).filter(|_| trial % 2 == 0);
                 assert_eq!(coarse.is_some(), trial % 2 == 0 && !half);
                 let mut taken = 0;
                 for _ in 0..100 {
