@@ -23,10 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import zcore_fast
-from reference import reference_scores
-from zcore_fast import _native
+_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(_ROOT / "tests"))
+# The in-place build (an extension module beside the sources, not the .pyi
+# stub) where there is one, not a stale install.
+if any(p.suffix in (".so", ".pyd") for p in (_ROOT / "python" / "zcore_fast").glob("_native*")):
+    sys.path.insert(0, str(_ROOT / "python"))
+import zcore_fast  # noqa: E402
+from reference import reference_scores  # noqa: E402
+from zcore_fast import _native  # noqa: E402
 
 
 def cpu_model() -> str:
