@@ -14,7 +14,10 @@ mean over seeds 0 .. --seeds - 1. Variants:
 - herding-K: herding on a K-nearest-neighbour graph (default K = 20);
 - cluster-random: k-means into K = budget clusters on L2-normalised rows
   (as typiclust clusters), one uniformly drawn row of each;
-- half-typiclust: typiclust for half the budget, uniform rows for the rest.
+- half-typiclust: typiclust for half the budget, uniform rows for the rest;
+- kmeans++: the k-means++ seeding itself on L2-normalised rows (each next row
+  drawn with probability proportional to its squared distance to the rows
+  already drawn), the budget's rows.
 """
 
 from __future__ import annotations
@@ -57,6 +60,20 @@ def half_typiclust(x: np.ndarray, budget: int, seed: int) -> np.ndarray:
     return np.concatenate([typical, extra])
 
 
+def kmeans_pp(x: np.ndarray, budget: int, seed: int) -> np.ndarray:
+    """k-means++ seeding on L2-normalised rows: `budget` rows, each drawn with
+    probability proportional to its squared distance to those drawn before."""
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    rng = np.random.default_rng(seed)
+    picks = [int(rng.integers(unit.shape[0]))]
+    nearest = np.sum((unit - unit[picks[0]]) ** 2, axis=1)
+    for _ in range(budget - 1):
+        pick = int(rng.choice(unit.shape[0], p=nearest / nearest.sum()))
+        picks.append(pick)
+        np.minimum(nearest, np.sum((unit - unit[pick]) ** 2, axis=1), out=nearest)
+    return np.asarray(picks, dtype=np.int64)
+
+
 def variant(name: str) -> Select:
     """The selection function a variant name stands for."""
     if name == "random":
@@ -70,9 +87,11 @@ def variant(name: str) -> Select:
         return cluster_random
     if name == "half-typiclust":
         return half_typiclust
+    if name == "kmeans++":
+        return kmeans_pp
     raise SystemExit(
-        f"unknown variant {name!r}: use random, typiclust, herding-K, cluster-random "
-        "or half-typiclust"
+        f"unknown variant {name!r}: use random, typiclust, herding-K, cluster-random, "
+        "half-typiclust or kmeans++"
     )
 
 
