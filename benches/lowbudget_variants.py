@@ -15,6 +15,8 @@ mean over seeds 0 .. --seeds - 1. Variants:
 - cluster-random: k-means into K = budget clusters on L2-normalised rows
   (as typiclust clusters), one uniformly drawn row of each;
 - half-typiclust: typiclust for half the budget, uniform rows for the rest;
+- typiclust-uncapped: typiclust's choice (most typical row of each cluster)
+  over k-means into K = budget clusters, past its cap of 500 and N / 40;
 - kmeans++: the k-means++ seeding itself on L2-normalised rows (each next row
   drawn with probability proportional to its squared distance to the rows
   already drawn), the budget's rows.
@@ -60,6 +62,13 @@ def half_typiclust(x: np.ndarray, budget: int, seed: int) -> np.ndarray:
     return np.concatenate([typical, extra])
 
 
+def typiclust_uncapped(x: np.ndarray, budget: int, seed: int) -> np.ndarray:
+    """typiclust's most typical row of each of `budget` k-means clusters."""
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    labels = kmeans(unit, budget, seed=seed, threads=2).labels
+    return typiclust.select_from_clusters(unit, labels, budget)[0]
+
+
 def kmeans_pp(x: np.ndarray, budget: int, seed: int) -> np.ndarray:
     """k-means++ seeding on L2-normalised rows: `budget` rows, each drawn with
     probability proportional to its squared distance to those drawn before."""
@@ -89,9 +98,11 @@ def variant(name: str) -> Select:
         return half_typiclust
     if name == "kmeans++":
         return kmeans_pp
+    if name == "typiclust-uncapped":
+        return typiclust_uncapped
     raise SystemExit(
         f"unknown variant {name!r}: use random, typiclust, herding-K, cluster-random, "
-        "half-typiclust or kmeans++"
+        "half-typiclust, typiclust-uncapped or kmeans++"
     )
 
 
