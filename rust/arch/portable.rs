@@ -265,7 +265,7 @@ pub(super) fn collect_coarse(
                 continue;
             }
         }
-        prefetch_rows(exact, at * 16);
+        prefetch_rows([exact[0].as_ptr(), exact[1].as_ptr()], at * 16);
         let mut mask = 0u32;
         for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
             mask |= u32::from(dist(x, y) <= limit) << i;
@@ -286,18 +286,19 @@ pub(super) fn collect_coarse(
 
 /// Starts the f32 line of `row` in both `exact` columns on its way to the
 /// cache, while a coarse pass goes on, so that the gathers after the pass
-/// find it there instead of waiting on each line in turn. A hint only: on
-/// x86-64 its instruction is part of the baseline (SSE); elsewhere nothing
-/// is done yet. A prefetch never faults, so the address needs no bound.
+/// find it there instead of waiting on each line in turn (every level's
+/// coarse pass calls it). A hint only: on x86-64 its instruction is part of
+/// the baseline (SSE); elsewhere nothing is done yet. A prefetch never
+/// faults, so the address needs no bound (`wrapping_add`).
 #[inline(always)]
-pub(super) fn prefetch_rows(exact: [&[f32]; 2], row: usize) {
+pub(super) fn prefetch_rows(exact: [*const f32; 2], row: usize) {
     #[cfg(target_arch = "x86_64")]
     for col in exact {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         // SAFETY: SSE is part of the x86-64 baseline, so every CPU this
         // code runs on has the instruction; a prefetch reads nothing and
         // never faults, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(col.as_ptr().wrapping_add(row).cast()) };
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(col.wrapping_add(row).cast()) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (exact, row);

@@ -1,6 +1,6 @@
 //! x86-64 levels: detection, and what their kernels share.
 
-use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+use super::portable::prefetch_rows;
 
 /// The entry points every x86 level has for two-column subspaces, written
 /// once: each level module defines `nearest2`, `within2`, `hit_rows` and
@@ -142,23 +142,16 @@ pub(super) fn biased_base(col: *const u8, elem_bytes: usize) -> *const u8 {
 pub(super) const ROW_BIAS: i32 = i32::MIN;
 
 /// Starts the f32 line of rows `base..base + 16` of both `exact` columns
-/// on its way to the cache when `hit` (those rows' compare mask) is not 0,
-/// while a coarse pass goes on: the gathers after the pass then find it
-/// there. Without a branch: a block with no hit prefetches row 0's line
-/// again, which is already cached. A prefetch never faults, so the address
-/// needs no bound (`wrapping_add`).
+/// on its way to the cache when `hit` (those rows' compare mask) is not 0
+/// (`prefetch_rows`). Without a branch: a block with no hit prefetches row
+/// 0's line again, which is already cached.
 #[inline]
-#[target_feature(enable = "sse")]
 pub(super) fn prefetch_block(exact: [*const f32; 2], hit: u32, base: usize) {
-    let at = if hit != 0 { base } else { 0 };
-    for col in exact {
-        _mm_prefetch::<_MM_HINT_T0>(col.wrapping_add(at).cast());
-    }
+    prefetch_rows(exact, if hit != 0 { base } else { 0 });
 }
 
 /// `prefetch_block` for the two 16-row blocks of a 32-row mask.
 #[inline]
-#[target_feature(enable = "sse")]
 pub(super) fn prefetch_blocks32(exact: [*const f32; 2], hit: u32, base: usize) {
     prefetch_block(exact, hit & 0xFFFF, base);
     prefetch_block(exact, hit >> 16, base + 16);
