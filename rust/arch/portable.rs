@@ -256,9 +256,9 @@ pub(super) fn collect_coarse(
             // Two vectors of 8 lanes, or-ed lane by lane.
             let mut any = [0u16; 8];
             for half in 0..2 {
-                for (i, acc) in any.iter_mut().enumerate() {
-                    let at = 8 * half + i;
-                    *acc |= above.saturating_sub(dist(a[at], b[at]));
+                for (lane, acc) in any.iter_mut().enumerate() {
+                    let row = 8 * half + lane;
+                    *acc |= above.saturating_sub(dist(a[row], b[row]));
                 }
             }
             if any.iter().fold(0, |x, &y| x | y) == 0 {
