@@ -41,13 +41,14 @@ from zcore_fast.evaluation.probe import LinearProbe  # noqa: E402
 from zcore_fast.methods import herding, typiclust  # noqa: E402
 from zcore_fast.methods import random as random_method  # noqa: E402
 from zcore_fast.methods.kmeans import kmeans  # noqa: E402
+from zcore_fast.methods.probcover import normalise as unit_rows  # noqa: E402
 
 Select = Callable[[np.ndarray, int, int], np.ndarray]
 
 
 def cluster_random(x: np.ndarray, budget: int, seed: int) -> np.ndarray:
     """One uniformly drawn row of each of `budget` k-means clusters."""
-    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    unit = unit_rows(x)
     labels = kmeans(unit, budget, seed=seed, threads=2).labels
     rng = np.random.default_rng(seed)
     picks = [rng.choice(np.flatnonzero(labels == c)) for c in np.unique(labels)]
@@ -64,7 +65,7 @@ def half_typiclust(x: np.ndarray, budget: int, seed: int) -> np.ndarray:
 
 def typiclust_uncapped(x: np.ndarray, budget: int, seed: int) -> np.ndarray:
     """typiclust's most typical row of each of `budget` k-means clusters."""
-    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    unit = unit_rows(x)
     labels = kmeans(unit, budget, seed=seed, threads=2).labels
     return typiclust.select_from_clusters(unit, labels, budget)[0]
 
@@ -72,7 +73,7 @@ def typiclust_uncapped(x: np.ndarray, budget: int, seed: int) -> np.ndarray:
 def kmeans_pp(x: np.ndarray, budget: int, seed: int) -> np.ndarray:
     """k-means++ seeding on L2-normalised rows: `budget` rows, each drawn with
     probability proportional to its squared distance to those drawn before."""
-    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    unit = unit_rows(x)
     rng = np.random.default_rng(seed)
     picks = [int(rng.integers(unit.shape[0]))]
     nearest = np.sum((unit - unit[picks[0]]) ** 2, axis=1)
